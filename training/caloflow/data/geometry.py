@@ -1,0 +1,180 @@
+"""Calorimeter geometry of CaloChallenge Dataset 1 (photons and charged pions).
+
+A geometry is an ordered list of the *relevant* layers of a CaloChallenge binning file (those with more
+than one radial edge). Voxel order inside a layer is alpha bin outer, radial bin inner; layers follow in
+id order, so the flat index of (layer l, alpha a, radius r) is ``offset(l) + a * n_r(l) + r``.
+
+Positions follow the CaloChallenge ``HighLevelFeatures`` convention: alpha bin centres are the midpoints
+of ``linspace(-pi, pi, n_alpha + 1)`` (0 for an un-binned layer), radial centres are bin midpoints in mm,
+and "eta"/"phi" are the Cartesian positions ``r cos(alpha)`` / ``r sin(alpha)`` in mm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+Particle = Literal["photon", "pion"]
+PARTICLES: tuple[Particle, ...] = ("photon", "pion")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One calorimeter layer: its id in the binning file, radial edges (mm) and number of alpha bins."""
+
+    layer_id: int
+    r_edges_mm: tuple[float, ...]
+    n_alpha: int
+
+    @property
+    def n_r(self) -> int:
+        return len(self.r_edges_mm) - 1
+
+    @property
+    def n_voxels(self) -> int:
+        return self.n_r * self.n_alpha
+
+    @property
+    def r_centres_mm(self) -> NDArray[np.float64]:
+        edges = np.asarray(self.r_edges_mm, dtype=np.float64)
+        return 0.5 * (edges[1:] + edges[:-1])
+
+    @property
+    def alpha_centres(self) -> NDArray[np.float64]:
+        if self.n_alpha == 1:
+            return np.zeros(1)
+        edges = np.linspace(-np.pi, np.pi, self.n_alpha + 1)
+        return 0.5 * (edges[1:] + edges[:-1])
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The relevant layers of one particle's binning, in voxel order."""
+
+    name: str
+    pid: int
+    layers: tuple[Layer, ...]
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    @cached_property
+    def layer_sizes(self) -> tuple[int, ...]:
+        return tuple(layer.n_voxels for layer in self.layers)
+
+    @property
+    def n_voxels(self) -> int:
+        return sum(self.layer_sizes)
+
+    @cached_property
+    def layer_offsets(self) -> tuple[int, ...]:
+        """Start index of each layer in the flat voxel vector, plus the total at the end."""
+        return tuple(int(v) for v in np.concatenate([[0], np.cumsum(self.layer_sizes)]))
+
+    @property
+    def layer_slices(self) -> tuple[slice, ...]:
+        offsets = self.layer_offsets
+        return tuple(slice(offsets[i], offsets[i + 1]) for i in range(self.n_layers))
+
+    @property
+    def layer_ids(self) -> tuple[int, ...]:
+        return tuple(layer.layer_id for layer in self.layers)
+
+    @property
+    def alpha_binned_layers(self) -> tuple[int, ...]:
+        """Indices (into ``layers``) of the layers binned in alpha."""
+        return tuple(i for i, layer in enumerate(self.layers) if layer.n_alpha > 1)
+
+    @cached_property
+    def voxel_layer(self) -> NDArray[np.int64]:
+        """Layer index (into ``layers``) of every voxel."""
+        return np.repeat(np.arange(self.n_layers), self.layer_sizes)
+
+    @cached_property
+    def voxel_r_mm(self) -> NDArray[np.float64]:
+        """Radial bin centre of every voxel (mm)."""
+        return np.concatenate([np.tile(layer.r_centres_mm, layer.n_alpha) for layer in self.layers])
+
+    @cached_property
+    def voxel_alpha(self) -> NDArray[np.float64]:
+        """Alpha bin centre of every voxel (rad); 0 in layers not binned in alpha."""
+        return np.concatenate([np.repeat(layer.alpha_centres, layer.n_r) for layer in self.layers])
+
+    @property
+    def voxel_eta_mm(self) -> NDArray[np.float64]:
+        return self.voxel_r_mm * np.cos(self.voxel_alpha)
+
+    @property
+    def voxel_phi_mm(self) -> NDArray[np.float64]:
+        return self.voxel_r_mm * np.sin(self.voxel_alpha)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-friendly description (used in model manifests)."""
+        return {
+            "name": self.name,
+            "pid": self.pid,
+            "n_voxels": self.n_voxels,
+            "layers": [
+                {"id": layer.layer_id, "r_edges_mm": list(layer.r_edges_mm), "n_alpha": layer.n_alpha}
+                for layer in self.layers
+            ],
+            "layer_offsets": list(self.layer_offsets),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Geometry:
+        layers_raw = data["layers"]
+        assert isinstance(layers_raw, list)
+        layers = tuple(
+            Layer(int(d["id"]), tuple(float(r) for r in d["r_edges_mm"]), int(d["n_alpha"])) for d in layers_raw
+        )
+        pid = data["pid"]
+        assert isinstance(pid, int)
+        return cls(name=str(data["name"]), pid=pid, layers=layers)
+
+
+_EM_PRESAMPLER = Layer(0, (0, 5, 10, 30, 50, 100, 200, 400, 600), 1)
+_EM_BACK = Layer(3, (0, 50, 100, 200, 400, 600), 1)
+
+PHOTON = Geometry(
+    name="photon",
+    pid=22,
+    layers=(
+        _EM_PRESAMPLER,
+        Layer(1, (0, 2, 4, 6, 8, 10, 12, 15, 20, 30, 40, 50, 70, 90, 120, 150, 200), 10),
+        Layer(2, (0, 2, 5, 10, 15, 20, 25, 30, 40, 50, 60, 80, 100, 130, 160, 200, 250, 300, 350, 400), 10),
+        _EM_BACK,
+        Layer(12, (0, 100, 200, 400, 1000, 2000), 1),
+    ),
+)
+
+_TILE_EDGES = (0, 10, 20, 30, 50, 80, 100, 130, 160, 200, 250, 300, 350, 400)
+
+PION = Geometry(
+    name="pion",
+    pid=211,
+    layers=(
+        _EM_PRESAMPLER,
+        Layer(1, (0, 1, 4, 7, 10, 15, 30, 50, 90, 150, 200), 10),
+        Layer(2, (0, 5, 10, 20, 30, 50, 80, 130, 200, 300, 400), 10),
+        _EM_BACK,
+        Layer(12, (*_TILE_EDGES, 1000, 2000), 10),
+        Layer(13, (*_TILE_EDGES, 600, 1000, 2000), 10),
+        Layer(14, (0, 50, 100, 150, 200, 250, 300, 400, 600, 1000, 2000), 1),
+    ),
+)
+
+_BY_PARTICLE: dict[str, Geometry] = {"photon": PHOTON, "pion": PION}
+
+
+def geometry_for(particle: str) -> Geometry:
+    """The built-in Dataset 1 geometry of ``particle`` ("photon" or "pion")."""
+    try:
+        return _BY_PARTICLE[particle]
+    except KeyError:
+        raise ValueError(f"unknown particle {particle!r}; expected one of {sorted(_BY_PARTICLE)}") from None
