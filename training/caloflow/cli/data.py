@@ -1,0 +1,159 @@
+"""``caloflow data ...``: stand-in data, checking files, where to get the official Dataset 1 files.
+
+* ``caloflow data standin --particle P --out FILE [--seed N] [--scale F] [--no-progress]``
+* ``caloflow data check FILE --particle P``: validate every value and print a one-screen summary.
+* ``caloflow data real [--verify FILE [--particle P]]``: the official files, and verifying a copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from caloflow.cli import CLIError
+
+_PARTICLES = ("photon", "pion")
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser("data", help="CaloChallenge data files")
+    sub = parser.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    _register_standin(sub)
+    _register_check(sub)
+    _register_real(sub)
+
+
+def _register_standin(sub: Any) -> None:
+    p = sub.add_parser("standin", help="write a stand-in shower file (NOT Geant4) in the Dataset 1 format")
+    p.add_argument("--particle", choices=_PARTICLES, required=True)
+    p.add_argument("--out", type=Path, required=True, help="output HDF5 file")
+    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    p.add_argument("--scale", type=float, default=1.0, help="fraction of the Dataset 1 showers per energy")
+    _add_no_progress(p)
+    p.set_defaults(handler=_standin)
+
+
+def _register_check(sub: Any) -> None:
+    p = sub.add_parser("check", help="validate a CaloChallenge HDF5 file and summarise it")
+    p.add_argument("file", type=Path, metavar="FILE")
+    p.add_argument("--particle", choices=_PARTICLES, required=True)
+    p.add_argument("--chunk-rows", type=int, default=10_000, help="showers read at a time")
+    _add_no_progress(p)
+    p.set_defaults(handler=_check)
+
+
+def _register_real(sub: Any) -> None:
+    p = sub.add_parser("real", help="where to get the official Dataset 1 files, and verify a copy")
+    p.add_argument("--verify", type=Path, metavar="FILE", help="verify a downloaded official file")
+    p.add_argument("--particle", choices=_PARTICLES, help="particle of FILE (default: from its name)")
+    _add_no_progress(p)
+    p.set_defaults(handler=_real)
+
+
+def _add_no_progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+@contextmanager
+def _progress(total: int, unit: str, enabled: bool, desc: str) -> Iterator[Callable[[int], None]]:
+    """A callback advancing a tqdm bar on stderr (a no-op when disabled)."""
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit=unit, unit_scale=True, desc=desc, disable=not enabled) as bar:
+        yield bar.update
+
+
+# ---------------------------------------------------------------------------------------------- handlers
+
+
+def _standin(args: argparse.Namespace) -> int:
+    from caloflow.data.standin import write_standin_file
+
+    write_standin_file(
+        args.particle, args.out, seed=args.seed, scale=args.scale, progress=not args.no_progress
+    )
+    print(f"wrote {args.out} ({args.particle} stand-in showers, seed {args.seed}, NOT Geant4)")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from caloflow.data.geometry import geometry_for
+    from caloflow.data.hdf5 import open_shower_file
+    from caloflow.data.summary import summarize_shower_file
+
+    geometry = geometry_for(args.particle)
+    info = open_shower_file(args.file, geometry)
+    with _progress(info.n_showers, "shower", not args.no_progress, "checking") as on_rows:
+        summary = summarize_shower_file(args.file, geometry, chunk_rows=args.chunk_rows, on_rows=on_rows)
+    print(summary.render())
+    print(f"OK: {args.file} is a valid {args.particle} file ({info.n_showers} showers)")
+    return 0
+
+
+def _real(args: argparse.Namespace) -> int:
+    if args.verify is None:
+        print(_real_data_help())
+        return 0
+    return _verify(args.verify, _particle_of(args.verify, args.particle), not args.no_progress)
+
+
+def _particle_of(path: Path, particle: str | None) -> str:
+    from caloflow.data.official import official_file
+
+    official = official_file(path.name)
+    if official is None:
+        if particle is None:
+            raise CLIError(f"{path}: not an official file name; say which with --particle photon|pion")
+        return particle
+    if particle not in (None, official.particle):
+        raise CLIError(f"{path}: the name says {official.particle}, but --particle is {particle}")
+    return official.particle
+
+
+def _verify(path: Path, particle: str, progress: bool) -> int:
+    from caloflow.data.hdf5 import open_shower_file
+    from caloflow.data.official import verify_official_file
+
+    n_rows = open_shower_file(path).n_showers
+    with (
+        _progress(n_rows, "shower", progress, "checking values") as on_rows,
+        _progress(path.stat().st_size, "B", progress, "hashing") as on_bytes,
+    ):
+        report = verify_official_file(path, particle, on_rows=on_rows, on_bytes=on_bytes)
+    role = f" ({report.official.role} file)" if report.official else ""
+    print(f"OK: {path} has the Dataset 1 {particle} shape, energy multiset and values{role}")
+    print(f"  sha256 {report.sha256}")
+    print(f"  md5    {report.md5}")
+    if not report.checksum_known:
+        print("  no recorded checksum for this file: compare the md5 with the Zenodo record's file listing")
+    return 0
+
+
+def _real_data_help() -> str:
+    from caloflow.data.official import OFFICIAL_FILES, ZENODO_DOI, ZENODO_URL, training_split
+
+    lines = [
+        f"Official CaloChallenge Dataset 1 files: Zenodo DOI {ZENODO_DOI} ({ZENODO_URL}).",
+        "They cannot be downloaded from the machines this project is built and tested on:",
+        "fetch them on a machine with internet access and copy them over.",
+        "",
+    ]
+    for f in OFFICIAL_FILES:
+        lines.append(
+            f"  {f.name:<26} {f.particle:<7} {f.role:<11} {f.n_showers} showers x {f.n_voxels} voxels"
+        )
+    lines += ["", "Convention: _1 is for training, _2 is the evaluation reference."]
+    for particle in _PARTICLES:
+        n_train, n_val = training_split(particle)
+        lines.append(
+            f"  {particle}s _1: first {n_train} rows train, last {n_val} rows validation (file order)"
+        )
+    lines += [
+        "",
+        "Verify a copy (shape, values, exact incident-energy multiset; prints sha256 and md5):",
+        "  caloflow data real --verify dataset_1_photons_1.hdf5 --particle photon",
+    ]
+    return "\n".join(lines)
