@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from caloflow.data.binning_xml import parse_binning_xml, read_binning_xml
 from caloflow.data.geometry import Layer
 from caloflow.errors import GeometryError
@@ -37,9 +38,7 @@ def test_reads_file(tmp_path: Path) -> None:
 
 
 def test_selects_bin_by_pid() -> None:
-    two = GOOD.replace(
-        "</Bins>", '<Bin pid="211" name="pi"><Layer id="0" r_edges="0,1" n_bin_alpha="1"/></Bin></Bins>'
-    )
+    two = GOOD.replace("</Bins>", '<Bin pid="211" name="pi"><Layer id="0" r_edges="0,1" n_bin_alpha="1"/></Bin></Bins>')
     assert parse_binning_xml(two, pid=211).name == "pi"
     assert parse_binning_xml(two, pid=22).name == "toy"
     with pytest.raises(GeometryError, match="2 <Bin> elements"):

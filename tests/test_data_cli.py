@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
+
 from caloflow.cli import main
 from caloflow.data.energies import DS1_ENERGY_COUNTS, ds1_energy_multiset
 from caloflow.data.geometry import PHOTON
@@ -59,9 +58,7 @@ def test_check_bad_file_exits_2_with_message(tmp_path: Path, capsys: pytest.Capt
     write_showers(path, [256.0] * 3, showers)
     assert main(["data", "check", str(path), "--particle", "photon", "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert (
-        err.strip() == f"caloflow: error: {path}: showers row 1 has a negative voxel (-1.2 MeV at voxel 17)"
-    )
+    assert err.strip() == f"caloflow: error: {path}: showers row 1 has a negative voxel (-1.2 MeV at voxel 17)"
 
 
 def test_check_wrong_particle_and_missing_file(good_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -130,20 +127,25 @@ def test_verify_rejects_wrong_multiset(tmp_path: Path, capsys: pytest.CaptureFix
     assert "262144 MeV: 9999 showers" in capsys.readouterr().err
 
 
-def test_verify_needs_particle_for_unofficial_name(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_verify_needs_particle_for_unofficial_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "real", "--verify", str(tmp_path / "mine.h5")]) == 2
     assert "--particle" in capsys.readouterr().err
 
 
-def test_standin_calls_the_generator(tmp_path: Path, monkeypatch, capsys) -> None:
-    calls = []
-    fake = types.ModuleType("caloflow.data.standin")
-    fake.write_standin_file = lambda *args, **kwargs: calls.append((args, kwargs))  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "caloflow.data.standin", fake)
-    out = tmp_path / "s.h5"
-    argv = ["data", "standin", "--particle", "pion", "--out", str(out), "--seed", "9", "--scale", "0.01"]
-    assert main([*argv, "--no-progress"]) == 0
-    assert calls == [(("pion", out), {"seed": 9, "scale": 0.01, "progress": False})]
-    assert "NOT Geant4" in capsys.readouterr().out
+def test_standin_then_check_both_particles(tmp_path: Path, capsys) -> None:
+    """The issue's done-when: `data standin` writes files that `data check` accepts, for both particles."""
+    for particle in ("photon", "pion"):
+        out = tmp_path / f"{particle}.h5"
+        argv = ["data", "standin", "--particle", particle, "--out", str(out), "--seed", "9", "--scale", "0.01"]
+        assert main([*argv, "--no-progress"]) == 0
+        assert "NOT Geant4" in capsys.readouterr().out
+        assert main(["data", "check", str(out), "--particle", particle, "--no-progress"]) == 0
+        report = capsys.readouterr().out
+        assert "stand-in" in report.lower() and f"valid {particle} file" in report
+
+
+def test_standin_rejects_a_bad_seed(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bad.h5"
+    assert main(["data", "standin", "--particle", "photon", "--out", str(out), "--seed", "-3", "--no-progress"]) == 2
+    assert "seed" in capsys.readouterr().err
+    assert not out.exists()

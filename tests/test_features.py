@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from caloflow.data.features import HighLevelFeatures, compute_features
 from caloflow.data.geometry import PHOTON, PION, Geometry, Layer
 

@@ -142,14 +142,10 @@ def test_traces_are_indexed_by_block_in_both_directions(case: Case) -> None:
     assert len(forward.intermediates) == len(inverse.intermediates) == n + 1
     assert len(forward.params) == len(inverse.params) == n
     assert forward.intermediates[0] is x
-    for a, b in zip(
-        forward.intermediates + forward.params, inverse.intermediates + inverse.params, strict=True
-    ):
+    for a, b in zip(forward.intermediates + forward.params, inverse.intermediates + inverse.params, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-4)
     last = case.flow.permutation(n - 1)
-    assert torch.equal(
-        forward.out, forward.intermediates[n] if last is None else last(forward.intermediates[n])
-    )
+    assert torch.equal(forward.out, forward.intermediates[n] if last is None else last(forward.intermediates[n]))
 
 
 def test_generation_is_a_pure_function_of_noise_and_condition(case: Case) -> None:

@@ -92,9 +92,7 @@ def test_masked_weights_get_zero_gradient_and_stay_zero_after_folding() -> None:
     optimiser = torch.optim.Adam(made.parameters(), lr=1e-2)
     for _ in range(3):
         optimiser.zero_grad()
-        made(
-            torch.randn(8, 6, dtype=torch.float64), torch.randn(8, 2, dtype=torch.float64)
-        ).square().sum().backward()
+        made(torch.randn(8, 6, dtype=torch.float64), torch.randn(8, 2, dtype=torch.float64)).square().sum().backward()
         optimiser.step()
     for layer in made.modules():
         if isinstance(layer, MaskedLinear):

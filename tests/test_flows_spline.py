@@ -46,9 +46,7 @@ def test_zero_logits_give_uniform_bins_and_softplus_derivatives() -> None:
     uniform = torch.linspace(-B, B, K + 1, dtype=torch.float64)
     torch.testing.assert_close(x_knots[0], uniform)
     torch.testing.assert_close(y_knots[0], uniform)
-    torch.testing.assert_close(
-        derivatives[0, 1:-1], torch.full((K - 1,), 1e-6 + math.log(2.0), dtype=torch.float64)
-    )
+    torch.testing.assert_close(derivatives[0, 1:-1], torch.full((K - 1,), 1e-6 + math.log(2.0), dtype=torch.float64))
 
 
 def test_width_and_height_logits_are_shift_invariant(generator: torch.Generator) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from caloflow.data.binning_xml import read_binning_xml
 from caloflow.data.geometry import PHOTON, PION, Geometry, geometry_for
 

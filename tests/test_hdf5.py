@@ -7,6 +7,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+
 from caloflow import __version__
 from caloflow.data.geometry import PHOTON, PION
 from caloflow.data.hdf5 import (
@@ -178,9 +179,7 @@ def test_validation_failure_names_file_and_problem(tmp_path: Path, case: str) ->
 
 def test_wrong_voxel_count_names_the_particle(tmp_path: Path) -> None:
     path = _raw_file(tmp_path / "photons.h5", E4, X4)
-    with pytest.raises(
-        ShowerFileError, match=r"368 voxels, the pion geometry has 533; 368 voxels is .* photon"
-    ):
+    with pytest.raises(ShowerFileError, match=r"368 voxels, the pion geometry has 533; 368 voxels is .* photon"):
         read_showers(path, PION)
 
 

@@ -72,9 +72,7 @@ def _progress(total: int, unit: str, enabled: bool, desc: str) -> Iterator[Calla
 def _standin(args: argparse.Namespace) -> int:
     from caloflow.data.standin import write_standin_file
 
-    write_standin_file(
-        args.particle, args.out, seed=args.seed, scale=args.scale, progress=not args.no_progress
-    )
+    write_standin_file(args.particle, args.out, seed=args.seed, scale=args.scale, progress=not args.no_progress)
     print(f"wrote {args.out} ({args.particle} stand-in showers, seed {args.seed}, NOT Geant4)")
     return 0
 
@@ -142,15 +140,11 @@ def _real_data_help() -> str:
         "",
     ]
     for f in OFFICIAL_FILES:
-        lines.append(
-            f"  {f.name:<26} {f.particle:<7} {f.role:<11} {f.n_showers} showers x {f.n_voxels} voxels"
-        )
+        lines.append(f"  {f.name:<26} {f.particle:<7} {f.role:<11} {f.n_showers} showers x {f.n_voxels} voxels")
     lines += ["", "Convention: _1 is for training, _2 is the evaluation reference."]
     for particle in _PARTICLES:
         n_train, n_val = training_split(particle)
-        lines.append(
-            f"  {particle}s _1: first {n_train} rows train, last {n_val} rows validation (file order)"
-        )
+        lines.append(f"  {particle}s _1: first {n_train} rows train, last {n_val} rows validation (file order)")
     lines += [
         "",
         "Verify a copy (shape, values, exact incident-energy multiset; prints sha256 and md5):",

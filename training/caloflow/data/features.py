@@ -148,9 +148,7 @@ def _centre_and_width(first: Array, second: Array, energy: Array) -> tuple[Array
 def _as_showers(showers: ArrayLike, geometry: Geometry) -> Array:
     x = np.asarray(showers, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != geometry.n_voxels:
-        raise ValueError(
-            f"showers must have shape (N, {geometry.n_voxels}) for {geometry.name}, got {x.shape}"
-        )
+        raise ValueError(f"showers must have shape (N, {geometry.n_voxels}) for {geometry.name}, got {x.shape}")
     return x
 
 

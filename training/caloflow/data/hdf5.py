@@ -283,9 +283,7 @@ def validate_shower_file(
     return info
 
 
-def check_shower_chunk(
-    path: str | os.PathLike[str], start: int, energies: FloatArray, showers: FloatArray
-) -> None:
+def check_shower_chunk(path: str | os.PathLike[str], start: int, energies: FloatArray, showers: FloatArray) -> None:
     """Raise ShowerFileError for the first bad value in rows ``start ...`` of a file."""
     bad = _first_true(~np.isfinite(energies[:, 0]) | ~(energies[:, 0] > 0))
     if bad is not None:
@@ -328,9 +326,7 @@ def _inspect(h5: Any, path: Path, geometry: Geometry | None) -> ShowerFileInfo:
     _check_shapes(path, energies.shape, showers.shape)
     for ds in (energies, showers):
         if not np.issubdtype(ds.dtype, np.floating):
-            raise ShowerFileError(
-                f"{path}: dataset {ds.name.lstrip('/')!r} has dtype {ds.dtype}, expected float"
-            )
+            raise ShowerFileError(f"{path}: dataset {ds.name.lstrip('/')!r} has dtype {ds.dtype}, expected float")
     if geometry is not None:
         _check_voxel_count(path, showers.shape[1], geometry)
     return ShowerFileInfo(

@@ -150,9 +150,7 @@ def _energy_counts(path: str | os.PathLike[str]) -> dict[float, int]:
     return {float(v): int(c) for v, c in zip(values, counts, strict=True)}
 
 
-def file_digests(
-    path: str | os.PathLike[str], *, on_bytes: Callable[[int], None] | None = None
-) -> tuple[str, str]:
+def file_digests(path: str | os.PathLike[str], *, on_bytes: Callable[[int], None] | None = None) -> tuple[str, str]:
     """(sha256, md5) hex digests of a file, read in blocks."""
     sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as f:
@@ -164,9 +162,7 @@ def file_digests(
     return sha256.hexdigest(), md5.hexdigest()
 
 
-def _check_known(
-    path: str | os.PathLike[str], name: str, digest: str, known: dict[str, str], kind: str
-) -> None:
+def _check_known(path: str | os.PathLike[str], name: str, digest: str, known: dict[str, str], kind: str) -> None:
     expected = known.get(name)
     if expected is not None and expected.lower() != digest:
         raise ShowerFileError(f"{path}: {kind} is {digest}, the official {name} has {expected}")

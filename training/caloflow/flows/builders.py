@@ -102,9 +102,7 @@ def teacher_permutations(layer_sizes: Sequence[int], n_blocks: int, seed: int) -
     independent per-layer random permutation if i is odd; none after the last block."""
     generator = torch.Generator().manual_seed(seed)
     return [
-        layerwise_inversion(layer_sizes)
-        if i % 2 == 0
-        else layerwise_random_permutation(layer_sizes, generator)
+        layerwise_inversion(layer_sizes) if i % 2 == 0 else layerwise_random_permutation(layer_sizes, generator)
         for i in range(n_blocks - 1)
     ]
 

@@ -75,9 +75,7 @@ def layerwise_inversion(layer_sizes: Sequence[int]) -> Permutation:
 def layerwise_random_permutation(layer_sizes: Sequence[int], generator: torch.Generator) -> Permutation:
     """An independent random permutation inside each calorimeter layer, drawn from ``generator``."""
     _check_sizes(layer_sizes)
-    return _per_layer(
-        layer_sizes, [torch.randperm(n, generator=generator, device="cpu") for n in layer_sizes]
-    )
+    return _per_layer(layer_sizes, [torch.randperm(n, generator=generator, device="cpu") for n in layer_sizes])
 
 
 def random_permutation(features: int, generator: torch.Generator) -> Permutation:
