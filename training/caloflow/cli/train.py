@@ -1,0 +1,71 @@
+"""``caloflow train {flow1,teacher,student,all}``: train CaloFlow on a CaloChallenge file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+STAGE_CHOICES = {"flow1": ("flow1",), "teacher": ("teacher",), "student": ("student",)}
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "train", help="train flow-I, the MAF teacher and the distilled IAF student"
+    )
+    sub = parser.add_subparsers(dest="train_command", required=True, metavar="STAGE")
+    for name, help_text in (
+        ("flow1", "flow-I: layer energies given the incident energy"),
+        ("teacher", "flow-II teacher (MAF): voxels given layer energies"),
+        ("student", "flow-II student (IAF), distilled from the teacher (needs flow1 and teacher in --out)"),
+        ("all", "flow-I, teacher and student in one go"),
+    ):
+        stage_parser = sub.add_parser(name, help=help_text, description=help_text)
+        _add_options(stage_parser)
+        stage_parser.set_defaults(handler=_handle, stages=STAGE_CHOICES.get(name, ("flow1", "teacher", "student")))
+
+
+def _add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--particle", required=True, choices=("photon", "pion"))
+    parser.add_argument("--data", help="training file, CaloChallenge HDF5 (e.g. dataset_1_photons_1.hdf5)")
+    parser.add_argument("--preset", default="small", choices=("paper", "small", "tiny"))
+    parser.add_argument("--out", help="run directory (created; reused with --resume)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when present)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all)")
+    parser.add_argument("--max-showers", type=int, default=None, help="use only the first N showers of the file")
+    parser.add_argument("--epochs-flow1", type=int, default=None, help="override the preset's flow-I epochs")
+    parser.add_argument("--epochs-teacher", type=int, default=None)
+    parser.add_argument("--epochs-student", type=int, default=None)
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoints")
+    parser.add_argument("--dry-run", action="store_true", help="print the models and parameter counts, train nothing")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _handle(args: argparse.Namespace) -> int:
+    from caloflow.cli import CLIError
+    from caloflow.training import runner
+
+    preset = runner.resolve_preset(
+        args.preset, args.particle, args.epochs_flow1, args.epochs_teacher, args.epochs_student
+    )
+    if args.dry_run:
+        print(runner.describe_preset(preset))
+        return 0
+    if not args.data or not args.out:
+        raise CLIError("--data and --out are required (unless --dry-run)")
+    summary = runner.run_training(
+        particle=args.particle,
+        data_path=args.data,
+        preset=preset,
+        out=args.out,
+        stages=args.stages,
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads,
+        max_showers=args.max_showers,
+        resume=args.resume,
+        progress=not args.no_progress,
+    )
+    print(json.dumps(runner.headline(summary), indent=2))
+    return 0
