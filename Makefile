@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 DATA   ?= data
 SCALE  ?= 1.0
 
-.PHONY: setup test lint typecheck pytest demo bench-standin clean
+.PHONY: setup test lint typecheck pytest demo models model-photon model-pion bench-standin clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,19 @@ demo: $(STAMP)
 	$(BIN)/caloflow data standin --particle pion --out $(DATA)/standin_pions_1.h5 --seed 1 --scale $(SCALE)
 	$(BIN)/caloflow data check $(DATA)/standin_photons_1.h5 --particle photon
 	$(BIN)/caloflow data check $(DATA)/standin_pions_1.h5 --particle pion
+
+# Demo models: the `small` preset on stand-in data (not Geant4), one particle per core, one thread each so
+# that the same seed gives the same weights on any machine with this torch build.
+MODEL_SEED ?= 1
+RUNS       ?= runs
+
+models: $(STAMP)
+	$(MAKE) -j2 model-photon model-pion
+
+model-photon model-pion: model-%: $(STAMP)
+	$(BIN)/caloflow data standin --particle $* --out $(DATA)/standin_$*_1.h5 --seed 1 --no-progress
+	$(BIN)/caloflow train all --particle $* --preset small --data $(DATA)/standin_$*_1.h5 \
+		--out $(RUNS)/small_$* --seed $(MODEL_SEED) --threads 1 --resume --no-progress
 
 bench-standin: $(STAMP)
 	$(BIN)/python benchmarks/bench_standin.py
