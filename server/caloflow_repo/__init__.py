@@ -1,0 +1,72 @@
+"""The CaloFlow model repository format: the contract between the offline exporter and the server.
+
+Standard library only, so that both ``caloflow`` (training, export) and ``caloflow_server`` can import it.
+Layout of a repository (Triton-compatible)::
+
+    <root>/<model>/config.pbtxt          Triton config of the default version (ONNX artifact)
+    <root>/<model>/default               the default version number, for one-step rollback
+    <root>/<model>/<version>/manifest.json
+    <root>/<model>/<version>/model.onnx | model.pt | model.pt2 ...
+"""
+
+from __future__ import annotations
+
+from caloflow_repo._checksums import sha256_file
+from caloflow_repo._errors import (
+    ArtifactNotFoundError,
+    ChecksumError,
+    InvalidNameError,
+    ManifestError,
+    ModelNotFoundError,
+    RepositoryError,
+    VersionNotFoundError,
+)
+from caloflow_repo._manifest import (
+    INPUT_ENERGY,
+    INPUT_NOISE,
+    MANIFEST_FILENAME,
+    OUTPUT_SHOWERS,
+    PARTICLES,
+    SCHEMA_VERSION,
+    ArtifactInfo,
+    Manifest,
+    TensorSpec,
+    standard_inputs,
+    standard_outputs,
+    utc_now_iso,
+)
+from caloflow_repo._names import parse_version, validate_filename, validate_model_name
+from caloflow_repo._repository import CONFIG_FILENAME, DEFAULT_POINTER, ModelRepository
+from caloflow_repo._triton_config import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_QUEUE_DELAY_US, render_config_pbtxt
+
+__all__ = [
+    "CONFIG_FILENAME",
+    "DEFAULT_MAX_BATCH_SIZE",
+    "DEFAULT_MAX_QUEUE_DELAY_US",
+    "DEFAULT_POINTER",
+    "INPUT_ENERGY",
+    "INPUT_NOISE",
+    "MANIFEST_FILENAME",
+    "OUTPUT_SHOWERS",
+    "PARTICLES",
+    "SCHEMA_VERSION",
+    "ArtifactInfo",
+    "ArtifactNotFoundError",
+    "ChecksumError",
+    "InvalidNameError",
+    "Manifest",
+    "ManifestError",
+    "ModelNotFoundError",
+    "ModelRepository",
+    "RepositoryError",
+    "TensorSpec",
+    "VersionNotFoundError",
+    "parse_version",
+    "render_config_pbtxt",
+    "sha256_file",
+    "standard_inputs",
+    "standard_outputs",
+    "utc_now_iso",
+    "validate_filename",
+    "validate_model_name",
+]
