@@ -1,0 +1,208 @@
+"""A loaded sampler on a device: the ``Runtime`` protocol, its backends, and loading through the repository.
+
+A model is loaded only through ``load_runtime``: the repository verifies the sha256 and size of every artifact
+of the version, and the chosen artifact's bytes are read once, checked again against the manifest, and given
+to the backend as bytes, so what runs is exactly what was verified.
+
+``Runtime.run`` returns the raw model output. Nothing leaves the server without ``check_showers``:
+``LoadedModel.run`` and the ``Batcher`` apply it (the batcher per request, so one bad shower fails only the
+request it belongs to).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+from torch import Tensor
+
+from caloflow_repo import (
+    ArtifactInfo,
+    Manifest,
+    ModelNotFoundError,
+    ModelRepository,
+    RepositoryError,
+    VersionNotFoundError,
+)
+from caloflow_repo import ChecksumError as RepoChecksumError
+from caloflow_server._onnx_backend import OnnxRuntimeBackend
+from caloflow_server._torchscript_backend import TorchScriptBackend
+from caloflow_server.errors import (
+    ArtifactIntegrityError,
+    InferenceError,
+    NonFiniteOutputError,
+    RuntimeLoadError,
+    UnknownModelError,
+    UnknownVersionError,
+)
+
+__all__ = [
+    "BackendName",
+    "LoadedModel",
+    "OnnxRuntimeBackend",
+    "Runtime",
+    "TorchScriptBackend",
+    "check_showers",
+    "load_runtime",
+]
+
+logger = logging.getLogger(__name__)
+
+BackendName = Literal["onnx", "torchscript", "auto"]
+_FORMAT_OF_BACKEND = {"onnx": "onnx", "torchscript": "torchscript"}
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """A sampler on a device: ``run(incident (B, 1) MeV, noise (B, noise_dim)) -> showers (B, n_voxels) MeV``."""
+
+    @property
+    def backend(self) -> str: ...
+
+    @property
+    def device(self) -> str: ...
+
+    @property
+    def noise_dim(self) -> int: ...
+
+    @property
+    def n_voxels(self) -> int: ...
+
+    def run(self, incident_mev: np.ndarray, noise: np.ndarray | Tensor) -> np.ndarray: ...
+
+    def warm_up(self, batch_sizes: Sequence[int], energy_mev: float = ...) -> None: ...
+
+
+def check_showers(showers: np.ndarray, n_voxels: int) -> np.ndarray:
+    """Return ``showers`` if it is a finite, non-negative (B, n_voxels) float32 array.
+
+    NaN, infinite or negative voxels raise ``NonFiniteOutputError`` with their counts; a wrong shape or dtype
+    raises ``InferenceError``.
+    """
+    _check_shape(showers, n_voxels)
+    if showers.size and not (showers.min() >= 0.0 and showers.max() < math.inf):
+        raise _bad_output(showers)
+    return showers
+
+
+def _check_shape(showers: np.ndarray, n_voxels: int) -> None:
+    if showers.dtype != np.float32 or showers.ndim != 2 or showers.shape[1] != n_voxels:
+        raise InferenceError(f"model returned {showers.dtype} {showers.shape}, expected float32 (B, {n_voxels})")
+
+
+def _bad_output(showers: np.ndarray) -> NonFiniteOutputError:
+    nonfinite = ~np.isfinite(showers)
+    negative = showers < 0.0
+    bad_rows = int(np.count_nonzero((nonfinite | negative).any(axis=1)))
+    return NonFiniteOutputError(int(nonfinite.sum()), int(negative.sum()), bad_rows, showers.shape[0])
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One verified model version on a device: its manifest, the artifact that runs, and the runtime."""
+
+    manifest: Manifest
+    artifact: ArtifactInfo
+    runtime: Runtime
+
+    @property
+    def model(self) -> str:
+        return self.manifest.model
+
+    @property
+    def version(self) -> int:
+        return self.manifest.version
+
+    @property
+    def sha256(self) -> str:
+        return self.artifact.sha256
+
+    def run(self, incident_mev: np.ndarray, noise: np.ndarray | Tensor) -> np.ndarray:
+        """The runtime's output after ``check_showers``: the single-call path that may leave the server."""
+        return check_showers(self.runtime.run(incident_mev, noise), self.manifest.n_voxels)
+
+    def warm_up(self, batch_sizes: Sequence[int]) -> None:
+        low, high = self.manifest.energy_range_mev
+        self.runtime.warm_up(batch_sizes, energy_mev=math.sqrt(low * high))
+
+
+def load_runtime(
+    repository: ModelRepository,
+    model: str,
+    version: int | str | None = None,
+    *,
+    backend: BackendName = "auto",
+    device: str = "cpu",
+    intra_op_threads: int | None = None,
+) -> LoadedModel:
+    """Verify ``model@version`` (default: the default version) and load one of its artifacts on ``device``.
+
+    ``backend="auto"`` prefers the ONNX artifact and falls back to TorchScript when the version has none.
+    """
+    manifest = _verify(repository, model, version)
+    artifact = _choose_artifact(manifest, backend)
+    data = _read_verified(repository, manifest, artifact)
+    runtime = _make_runtime(data, artifact, manifest, device, intra_op_threads)
+    logger.info(
+        "loaded %s@%d (%s, sha256 %s) on %s",
+        manifest.model,
+        manifest.version,
+        artifact.filename,
+        artifact.sha256[:12],
+        runtime.device,
+    )
+    return LoadedModel(manifest, artifact, runtime)
+
+
+def _verify(repository: ModelRepository, model: str, version: int | str | None) -> Manifest:
+    try:
+        return repository.verify(model, version)
+    except ModelNotFoundError as exc:
+        raise UnknownModelError(str(exc)) from exc
+    except VersionNotFoundError as exc:
+        raise UnknownVersionError(str(exc)) from exc
+    except RepoChecksumError as exc:
+        raise ArtifactIntegrityError(str(exc)) from exc
+    except RepositoryError as exc:
+        raise RuntimeLoadError(f"cannot load {model}@{version}: {exc}") from exc
+
+
+def _choose_artifact(manifest: Manifest, backend: BackendName) -> ArtifactInfo:
+    wanted = ("onnx", "torchscript") if backend == "auto" else (_FORMAT_OF_BACKEND[backend],)
+    for fmt in wanted:
+        for artifact in manifest.artifacts:
+            if artifact.format == fmt:
+                return artifact
+    formats = sorted({artifact.format for artifact in manifest.artifacts})
+    raise RuntimeLoadError(f"{manifest.model}@{manifest.version} has no {' or '.join(wanted)} artifact ({formats})")
+
+
+def _read_verified(repository: ModelRepository, manifest: Manifest, artifact: ArtifactInfo) -> bytes:
+    """The artifact's bytes, read once and checked against the manifest (closes the verify-then-open gap)."""
+    try:
+        path = repository.artifact_path(manifest.model, manifest.version, artifact.filename)
+        data = path.read_bytes()
+    except (RepositoryError, OSError) as exc:
+        raise RuntimeLoadError(f"cannot read {artifact.filename}: {exc}") from exc
+    digest = hashlib.sha256(data).hexdigest()
+    if len(data) != artifact.size_bytes or digest != artifact.sha256:
+        raise ArtifactIntegrityError(
+            f"{path}: read {len(data)} bytes with sha256 {digest}, the manifest says {artifact.size_bytes} bytes "
+            f"with sha256 {artifact.sha256} (changed after verification)"
+        )
+    return data
+
+
+def _make_runtime(
+    data: bytes, artifact: ArtifactInfo, manifest: Manifest, device: str, intra_op_threads: int | None
+) -> Runtime:
+    if artifact.format == "onnx":
+        return OnnxRuntimeBackend(
+            data, device, intra_op_threads=intra_op_threads, noise_dim=manifest.noise_dim, n_voxels=manifest.n_voxels
+        )
+    return TorchScriptBackend(data, device, noise_dim=manifest.noise_dim, n_voxels=manifest.n_voxels)

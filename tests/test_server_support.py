@@ -1,0 +1,117 @@
+"""Shared builders for the ``test_server_*`` tests (no tests here): a tiny sampler exported to a real repository.
+
+The tiny sampler has the exported CaloFlow signature, ``(INCIDENT_ENERGY (B, 1), NOISE (B, 16)) -> SHOWERS (B, 8)``
+in MeV, and is a deterministic function of its inputs::
+
+    showers = softplus(noise @ W + log(E / 1 GeV) * c + b) * E / 8
+
+It conditions on ``log(E)`` as the real flows do (on ONNX Runtime CPU that elementwise ``Log`` is what makes
+rows depend on the batch size). A shower at exactly ``POISON_MEV`` comes out NaN (``(E - p) / (E - p)``), to
+test that non-finite output never leaves the server.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from caloflow_repo import ArtifactInfo, Manifest, ModelRepository, standard_inputs, standard_outputs
+
+NOISE_DIM = 16
+N_VOXELS = 8
+ENERGY_RANGE_MEV = (256.0, 4194304.0)
+POISON_MEV = 777.0
+GEOMETRY: dict[str, Any] = {
+    "name": "tiny",
+    "pid": 22,
+    "n_voxels": N_VOXELS,
+    "layers": [
+        {"id": 0, "r_edges_mm": [0.0, 5.0, 10.0], "n_alpha": 1},
+        {"id": 1, "r_edges_mm": [0.0, 5.0, 10.0, 20.0], "n_alpha": 2},
+    ],
+    "layer_offsets": [0, 2, 8],
+}
+
+
+class TinySampler(nn.Module):
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.weight = nn.Parameter(torch.randn(NOISE_DIM, N_VOXELS, generator=generator) / NOISE_DIM**0.5)
+        self.log_energy_weight = nn.Parameter(torch.randn(N_VOXELS, generator=generator) * 0.1)
+        self.bias = nn.Parameter(torch.randn(N_VOXELS, generator=generator))
+        self.poison_mev = POISON_MEV
+        self.n_voxels = N_VOXELS
+
+    def forward(self, incident_energy: Tensor, noise: Tensor) -> Tensor:
+        logits = noise @ self.weight + torch.log(incident_energy / 1000.0) * self.log_energy_weight + self.bias
+        poison = (incident_energy - self.poison_mev) / (incident_energy - self.poison_mev)
+        return nn.functional.softplus(logits) * incident_energy / self.n_voxels * poison
+
+
+def reference_showers(incident_mev: np.ndarray, noise: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The tiny sampler in eager torch (float32), for comparisons within a tolerance."""
+    with torch.inference_mode():
+        out: np.ndarray = TinySampler(seed)(
+            torch.as_tensor(incident_mev).reshape(-1, 1), torch.as_tensor(noise)
+        ).numpy()
+    return out
+
+
+def export_tiny(directory: Path, seed: int = 0) -> Path:
+    """``model.onnx`` (opset 17, dynamic batch) and ``model.pt`` (TorchScript) of ``TinySampler(seed)``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    module = TinySampler(seed).eval()
+    example = (torch.full((2, 1), 1000.0), torch.zeros(2, NOISE_DIM))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            example,
+            str(directory / "model.onnx"),
+            input_names=["INCIDENT_ENERGY", "NOISE"],
+            output_names=["SHOWERS"],
+            dynamic_axes={"INCIDENT_ENERGY": {0: "batch"}, "NOISE": {0: "batch"}, "SHOWERS": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+        torch.jit.save(torch.jit.script(module), str(directory / "model.pt"))
+    return directory
+
+
+def tiny_manifest(model: str, particle: str = "photon") -> Manifest:
+    return Manifest(
+        model=model,
+        version=1,
+        particle=particle,
+        description="tiny test sampler",
+        standin=True,
+        geometry=GEOMETRY,
+        energy_range_mev=ENERGY_RANGE_MEV,
+        noise_dim=NOISE_DIM,
+        n_voxels=N_VOXELS,
+        inputs=standard_inputs(NOISE_DIM),
+        outputs=standard_outputs(N_VOXELS),
+        preprocessing={},
+        training={"preset": "tiny", "seed": 0, "data_sha256": "ab" * 32},
+        artifacts=(
+            ArtifactInfo("model.onnx", "onnx", "", 0, "opset 17"),
+            ArtifactInfo("model.pt", "torchscript", "", 0, torch.__version__),
+        ),
+        created_utc="2026-01-02T03:04:05Z",
+        producer="tests",
+    )
+
+
+def make_repository(root: Path) -> ModelRepository:
+    """``tiny_photon`` versions 1 and 2 (weights seeded 0 and 1; 1 is the default) and ``tiny_pion`` version 1."""
+    repository = ModelRepository(root / "repo")
+    for model, particle, seed in (("tiny_photon", "photon", 0), ("tiny_photon", "photon", 1), ("tiny_pion", "pion", 2)):
+        staging = export_tiny(root / f"staging-{model}-{seed}", seed)
+        repository.add_version(model, staging, tiny_manifest(model, particle))
+    return repository
