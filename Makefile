@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 DATA   ?= data
 SCALE  ?= 1.0
 
-.PHONY: setup test lint typecheck pytest demo models model-photon model-pion bench-standin clean
+.PHONY: setup protos test lint typecheck pytest demo models model-photon model-pion bench-standin clean
 
 setup: $(STAMP)
 
@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/python server/caloflow_server/gen_protos.py
 	touch $(STAMP)
 
 lint: $(STAMP)
@@ -28,7 +29,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+protos: $(STAMP)
+	$(BIN)/python server/caloflow_server/gen_protos.py
+
+pytest: protos
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
@@ -51,6 +55,7 @@ model-photon model-pion: model-%: $(STAMP)
 	$(BIN)/caloflow data standin --particle $* --out $(DATA)/standin_$*_1.h5 --seed 1 --no-progress
 	$(BIN)/caloflow train all --particle $* --preset small --data $(DATA)/standin_$*_1.h5 \
 		--out $(RUNS)/small_$* --seed $(MODEL_SEED) --threads 1 --resume --no-progress
+	$(BIN)/caloflow export $(RUNS)/small_$* --repo model_repo --model caloflow_$* --make-default
 
 bench-standin: $(STAMP)
 	$(BIN)/python benchmarks/bench_standin.py
