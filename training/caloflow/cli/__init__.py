@@ -17,7 +17,7 @@ from caloflow import __version__
 from caloflow.errors import CaloflowError
 
 # command group -> module under caloflow.cli
-_GROUPS: tuple[str, ...] = ("data", "train", "sample", "repo")
+_GROUPS: tuple[str, ...] = ("data", "train", "sample", "export", "repo", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,106 @@
+"""The server's one configuration object: every option is a field, and also an environment variable ``CALOFLOW_<NAME>``.
+
+Built in ``main()`` (from the environment, then overridden by command-line values), never at import. Components
+never see it: ``main`` hands each of them plain typed arguments.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+_MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Server options; ``CALOFLOW_HTTP_PORT=9000`` sets ``http_port``. Lists are comma-separated in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="CALOFLOW_", extra="forbid", frozen=True)
+
+    # ------------------------------------------------------------------------------------ models
+    repo: Path = Field(Path("model_repo"), description="model repository root")
+    models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="models to load at start, 'name' (its default version) or 'name@version'; empty: every model",
+    )
+    device: Literal["cpu", "cuda"] = "cpu"
+    backend: Literal["auto", "onnx", "torchscript"] = "auto"
+    intra_op_threads: int | None = Field(None, ge=1, description="ONNX Runtime intra-op threads per model")
+    warmup_batch_sizes: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, description="batch sizes run once before the server is ready; empty: 1 and the max"
+    )
+
+    # ------------------------------------------------------------------------------------ network
+    host: str = "0.0.0.0"
+    http_port: int = Field(8000, ge=0, le=65535)
+    grpc_port: int = Field(8001, ge=0, le=65535)
+    metrics_port: int = Field(8002, ge=0, le=65535)
+    metrics_host: str | None = Field(None, description="default: host")
+    grpc_enabled: bool = Field(True, description="serve gRPC (native streaming + OIP) on grpc_port")
+    tls_cert: Path | None = Field(None, description="PEM certificate: HTTPS and gRPC over TLS (needs tls_key)")
+    tls_key: Path | None = None
+    admin_token: SecretStr | None = Field(
+        None, description="bearer token of the model-control endpoints; unset: they are disabled"
+    )
+    max_body_bytes: int = Field(64 * _MiB, ge=1024, description="largest HTTP request body (413 above)")
+    grpc_max_message_bytes: int = Field(64 * _MiB, ge=4 * _MiB, description="largest gRPC message, both ways")
+
+    # ------------------------------------------------------------------------------------ requests and batching
+    max_count: int = Field(1_000_000, ge=1, description="most showers in one request")
+    max_chunk_showers: int = Field(65_536, ge=1)
+    chunk_bytes: int = Field(2 * _MiB, ge=1024, description="default stream chunk, in shower bytes")
+    json_max_showers: int = Field(1024, ge=1, description="most showers in an application/json answer")
+    oip_max_batch_size: int = Field(4096, ge=1, description="max_batch_size of the OIP infer endpoint")
+    max_batch_showers: int = Field(1024, ge=1)
+    max_delay_ms: float = Field(2.0, ge=0.0)
+    max_queue_showers: int = Field(4_194_304, ge=1)
+    max_active_requests: int = Field(4096, ge=1)
+    max_concurrent_batches: int = Field(1, ge=1)
+    buffer_chunks: int = Field(2, ge=1)
+    deterministic: bool = Field(False, description="fixed model-call shape: bit-identical showers for any batching")
+    compute_showers: int | None = Field(None, ge=1, description="model-call rows in deterministic mode")
+
+    # ------------------------------------------------------------------------------------ lifecycle
+    drain_grace_s: float = Field(
+        0.0, ge=0.0, description="after SIGTERM: seconds not-ready but still taking requests (de-registration)"
+    )
+    drain_timeout_s: float = Field(30.0, ge=0.0, description="after that: seconds in-flight streams may finish")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("models", "warmup_batch_sizes", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both or neither")
+        if self.max_count > self.max_queue_showers:
+            raise ValueError(f"max_count {self.max_count} exceeds max_queue_showers {self.max_queue_showers}")
+        return self
+
+    @property
+    def batcher_options(self) -> dict[str, Any]:
+        """The ``Batcher`` keyword arguments."""
+        return {
+            "max_batch_showers": self.max_batch_showers,
+            "max_delay_ms": self.max_delay_ms,
+            "max_queue_showers": self.max_queue_showers,
+            "max_active_requests": self.max_active_requests,
+            "max_concurrent_batches": self.max_concurrent_batches,
+            "buffer_chunks": self.buffer_chunks,
+            "deterministic": self.deterministic,
+            "compute_showers": self.compute_showers,
+        }
+
+    @property
+    def admin_token_value(self) -> str | None:
+        return self.admin_token.get_secret_value() if self.admin_token is not None else None
