@@ -45,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `caloflow data check ... | head`: the reader left, nothing is wrong
+        sys.stderr.close()
+        return 0
     except CaloflowError as exc:
         print(f"caloflow: error: {exc}", file=sys.stderr)
         return 2

@@ -88,6 +88,10 @@ def run_record(ctx: RunContext) -> dict[str, Any]:
             "n_in_file": ctx.data.n_in_file,
             "n_train": len(ctx.data.train),
             "n_validation": len(ctx.data.validation),
+            "energy_range_mev": [
+                round(float(ctx.data.train.incident.min()) * pp.ENERGY_UNIT_MEV, 3),
+                round(float(ctx.data.train.incident.max()) * pp.ENERGY_UNIT_MEV, 3),
+            ],
             "standin": ctx.data.is_standin,
             "attrs": {k: str(v) for k, v in ctx.data.attrs.items()},
         },

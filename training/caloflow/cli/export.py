@@ -1,0 +1,50 @@
+"""``caloflow export RUN_DIR --repo DIR --model NAME``: publish a trained run as the model's next version."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+DEFAULT_FORMATS = "onnx,torchscript,torch_export"
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "export", help="export a trained run (whole sampler) into the versioned model repository"
+    )
+    parser.add_argument("run", help="run directory written by `caloflow train`")
+    parser.add_argument("--repo", default=os.environ.get("CALOFLOW_REPO", "model_repo"), help="repository root")
+    parser.add_argument("--model", required=True, help="model name, e.g. caloflow_photon")
+    parser.add_argument("--formats", default=DEFAULT_FORMATS, help=f"comma-separated (default {DEFAULT_FORMATS})")
+    parser.add_argument(
+        "--dense", action="store_true", help="full-precision dense weights (default: compact fp16, masked-packed)"
+    )
+    parser.add_argument("--make-default", action="store_true", help="point the model's default at the new version")
+    parser.add_argument("--description", default=None)
+    parser.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    from caloflow.cli import CLIError
+    from caloflow.publish import publish_run
+    from caloflow_repo import RepositoryError
+
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    try:
+        published = publish_run(
+            args.run,
+            args.repo,
+            args.model,
+            formats=formats,
+            compact=not args.dense,
+            make_default=args.make_default,
+            description=args.description,
+        )
+    except RepositoryError as exc:
+        raise CLIError(str(exc)) from exc
+    manifest = published.manifest
+    print(f"{published.model} version {published.version}: {manifest.particle}, {manifest.total_size_bytes:,d} bytes")
+    for artifact in manifest.artifacts:
+        print(f"  {artifact.filename:<12} {artifact.format:<13} {artifact.size_bytes:>12,d}  sha256 {artifact.sha256}")
+    return 0
