@@ -1,6 +1,7 @@
 # caloflow-serve: every target sets up its own virtual environment on first use.
 #   make test   - lint, type-check and run the whole test suite (what CI runs)
-#   make demo   - the main job (for now: stand-in data for both particles, checked)
+#   make serve  - the main job: serve the demo models (HTTP 8000, gRPC 8001, metrics 8002)
+#   make demo   - stand-in data for both particles, written and checked
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -8,7 +9,7 @@ STAMP  := $(VENV)/.installed
 DATA   ?= data
 SCALE  ?= 1.0
 
-.PHONY: setup protos test lint typecheck pytest demo models model-photon model-pion bench-standin clean
+.PHONY: setup protos serve test lint typecheck pytest demo models model-photon model-pion bench-standin clean
 
 setup: $(STAMP)
 
@@ -37,6 +38,9 @@ pytest: protos
 
 test: lint typecheck pytest
 
+serve: protos
+	$(BIN)/caloflow serve --repo model_repo
+
 demo: $(STAMP)
 	$(BIN)/caloflow data standin --particle photon --out $(DATA)/standin_photons_1.h5 --seed 1 --scale $(SCALE)
 	$(BIN)/caloflow data standin --particle pion --out $(DATA)/standin_pions_1.h5 --seed 1 --scale $(SCALE)
@@ -55,7 +59,7 @@ model-photon model-pion: model-%: $(STAMP)
 	$(BIN)/caloflow data standin --particle $* --out $(DATA)/standin_$*_1.h5 --seed 1 --no-progress
 	$(BIN)/caloflow train all --particle $* --preset small --data $(DATA)/standin_$*_1.h5 \
 		--out $(RUNS)/small_$* --seed $(MODEL_SEED) --threads 1 --resume --no-progress
-	$(BIN)/caloflow export $(RUNS)/small_$* --repo model_repo --model caloflow_$* --make-default
+	$(BIN)/caloflow export $(RUNS)/small_$* --repo model_repo --model caloflow_$* --formats onnx --make-default
 
 bench-standin: $(STAMP)
 	$(BIN)/python benchmarks/bench_standin.py
