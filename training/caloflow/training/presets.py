@@ -104,8 +104,9 @@ def _paper(particle: str) -> Preset:
 
 def _small(particle: str, n_voxels: int) -> Preset:
     """Sized for 2 CPU cores and for the 25 MB budget of the committed demo models: 3 blocks of 4-bin
-    splines, H = D - 1 (the narrowest exact MADE). Measured per shower with 2 threads: photon teacher
-    ~0.9 ms, student ~3 ms; pions about twice that - roughly 15 min (photons) and 30 min (pions) in all."""
+    splines, H = D - 1 (the narrowest exact MADE). Measured for the demo models (``make models``: both
+    particles at once, one thread each, on a machine shared with other work): 69 min (photons) and
+    87 min (pions) wall; per shower with 2 threads, photon teacher ~0.9 ms and student 3-9 ms."""
     pion = particle == "pion"
     flow1 = Flow1Config(schedule=Schedule(batch_size=500, epochs=20))
     teacher = TeacherConfig(
