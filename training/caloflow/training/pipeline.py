@@ -13,6 +13,7 @@ import platform
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +58,15 @@ class RunContext:
     progress: bool = True
     resume: bool = False
 
-    @property
+    @cached_property
     def maps(self) -> LayerMaps:
         return LayerMaps.build(self.prep.layer_sizes, self.device)
+
+    def flow1_inputs(self, batch: ShowerTensors, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        return flow1_inputs(batch, self.prep, self.maps, generator)
+
+    def flow2_inputs(self, batch: ShowerTensors, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        return flow2_inputs(batch, self.prep, self.maps, generator)
 
 
 def make_preprocessing(particle: str, data: TrainingData) -> pp.Preprocessing:
@@ -148,13 +155,13 @@ def validation_nll(
 
 def train_flow1(ctx: RunContext) -> tuple[Flow, StageResult]:
     flow = make_flow1(ctx.preset, ctx.prep, ctx.seed, ctx.device)
-    maps, train, schedule = ctx.maps, ctx.data.train, ctx.preset.flow1.schedule
+    train, schedule = ctx.data.train, ctx.preset.flow1.schedule
 
     def step(index: Tensor, generator: torch.Generator) -> Tensor:
-        return mean_nll(flow, *flow1_inputs(train.subset(index), ctx.prep, maps, generator))
+        return mean_nll(flow, *ctx.flow1_inputs(train.subset(index), generator))
 
     def evaluate() -> dict[str, float]:
-        nll = validation_nll(flow, ctx.data.validation, lambda b, g: flow1_inputs(b, ctx.prep, maps, g), ctx.device)
+        nll = validation_nll(flow, ctx.data.validation, ctx.flow1_inputs, ctx.device)
         return {"val_nll": nll}
 
     return flow, _run_stage(ctx, "flow1", flow, schedule, step, evaluate, "val_nll")
@@ -162,13 +169,13 @@ def train_flow1(ctx: RunContext) -> tuple[Flow, StageResult]:
 
 def train_teacher(ctx: RunContext) -> tuple[Flow, StageResult]:
     flow = make_teacher(ctx.preset, ctx.prep, ctx.seed, ctx.device)
-    maps, train, schedule = ctx.maps, ctx.data.train, ctx.preset.teacher.schedule
+    train, schedule = ctx.data.train, ctx.preset.teacher.schedule
 
     def step(index: Tensor, generator: torch.Generator) -> Tensor:
-        return mean_nll(flow, *flow2_inputs(train.subset(index), ctx.prep, maps, generator))
+        return mean_nll(flow, *ctx.flow2_inputs(train.subset(index), generator))
 
     def evaluate() -> dict[str, float]:
-        nll = validation_nll(flow, ctx.data.validation, lambda b, g: flow2_inputs(b, ctx.prep, maps, g), ctx.device)
+        nll = validation_nll(flow, ctx.data.validation, ctx.flow2_inputs, ctx.device)
         return {"val_nll": nll}
 
     return flow, _run_stage(ctx, "teacher", flow, schedule, step, evaluate, "val_nll")
@@ -176,7 +183,7 @@ def train_teacher(ctx: RunContext) -> tuple[Flow, StageResult]:
 
 def train_student(ctx: RunContext, flow1: Flow, teacher: Flow) -> tuple[Flow, StageResult]:
     """Distil ``teacher`` into a fresh IAF; select the epoch with the smallest held-out KL proxy."""
-    cfg, maps, train = ctx.preset.student, ctx.maps, ctx.data.train
+    cfg, train = ctx.preset.student, ctx.data.train
     flow1.eval().requires_grad_(False)
     teacher.eval().requires_grad_(False)
     student = make_student(ctx.preset, teacher, ctx.seed, ctx.device)
@@ -190,7 +197,7 @@ def train_student(ctx: RunContext, flow1: Flow, teacher: Flow) -> tuple[Flow, St
     )
 
     def step(index: Tensor, generator: torch.Generator) -> Tensor:
-        x, labels = flow2_inputs(train.subset(index), ctx.prep, maps, generator)
+        x, labels = ctx.flow2_inputs(train.subset(index), generator)
         latent = dist.sample_latent_batch(flow1, train.incident, len(index), ctx.prep, generator)
         return dist.distillation_loss(student, teacher, x, labels, latent, beta=cfg.beta, weights=weights)
 
@@ -214,11 +221,10 @@ def _chunks(batch: dist.LatentBatch, size: int) -> Iterable[dist.LatentBatch]:
 def student_quality_gate(ctx: RunContext, student: Flow, teacher: Flow) -> dict[str, float]:
     """Student vs teacher NLL on the same validation showers and noise (student: slow D-pass direction)."""
     subset = ctx.data.validation.head(ctx.preset.student.nll_eval_size)
-    maps = ctx.maps
     started = time.perf_counter()
     with torch.no_grad():
-        teacher_nll = validation_nll(teacher, subset, lambda b, g: flow2_inputs(b, ctx.prep, maps, g), ctx.device)
-        student_nll = validation_nll(student, subset, lambda b, g: flow2_inputs(b, ctx.prep, maps, g), ctx.device)
+        teacher_nll = validation_nll(teacher, subset, ctx.flow2_inputs, ctx.device)
+        student_nll = validation_nll(student, subset, ctx.flow2_inputs, ctx.device)
     gap = (student_nll - teacher_nll) / abs(teacher_nll) if teacher_nll != 0 else float("nan")
     logger.info("quality gate: teacher NLL %.3f, student NLL %.3f (gap %+.2f %%)", teacher_nll, student_nll, 100 * gap)
     return {

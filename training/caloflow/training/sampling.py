@@ -18,21 +18,6 @@ from caloflow.training.run_dir import TrainedRun, load_run
 from caloflow.training.runner import resolve_device
 
 
-def sample_showers(
-    run: TrainedRun,
-    energies_mev: NDArray[np.float64],
-    *,
-    seed: int = 0,
-    flow: str = "student",
-    batch_size: int = 1000,
-    device: torch.device | str = "cpu",
-) -> NDArray[np.float32]:
-    """(N,) incident energies -> (N, V) showers in MeV, float32."""
-    return np.concatenate(
-        list(iter_samples(run, energies_mev, seed=seed, flow=flow, batch_size=batch_size, device=device))
-    )
-
-
 def iter_samples(
     run: TrainedRun,
     energies_mev: NDArray[np.float64],

@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,7 +131,7 @@ class Stage:
         self.model.train()
         total, count = 0.0, 0
         bar = tqdm(
-            self._batches(generator),
+            self.batches(generator),
             total=self.steps_per_epoch,
             desc=f"{self.name} {epoch + 1}/{self.schedule.epochs}",
             disable=not self.progress,
@@ -148,9 +148,6 @@ class Stage:
             total, count = total + value, count + 1
             bar.set_postfix(loss=f"{value:.4g}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
         return total / max(count, 1)
-
-    def _batches(self, generator: torch.Generator) -> Iterator[Tensor]:
-        yield from self.batches(generator)
 
     def _select(self, epoch: int, metrics: dict[str, float], result: StageResult) -> None:
         metric = metrics[self.select_key]
