@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
-import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +17,7 @@ import pytest
 import torch
 import tritonclient.grpc as triton_grpc
 from pydantic import ValidationError
+from server_process import ServerProcess, server_process
 from test_server_metrics import parse, value
 from test_server_support import N_VOXELS, make_repository
 
@@ -28,8 +25,6 @@ from caloflow.cli import serve as serve_cli
 from caloflow_server.http_framing import decode_framed
 from caloflow_server.main import parse_model_specs, settings_from_args
 from caloflow_server.settings import Settings
-
-_READY = re.compile(r"caloflow-serve ready: http=(\d+) grpc=(\d+) metrics=(\d+)")
 
 
 def test_settings_from_environment_and_flags(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -78,60 +73,13 @@ def test_caloflow_serve_flags_map_onto_settings() -> None:
 
 
 # ------------------------------------------------------------------------------------------ the process
-class Process:
-    def __init__(self, process: subprocess.Popen[bytes], log: Path) -> None:
-        self.process = process
-        self.log = log
-        self.http = self.grpc = self.metrics = 0
-
-    def wait_ready(self, timeout_s: float = 90) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            match = _READY.search(self.log.read_text())
-            if match:
-                self.http, self.grpc, self.metrics = (int(match.group(i)) for i in (1, 2, 3))
-                return
-            if self.process.poll() is not None:
-                raise AssertionError(f"the server exited with {self.process.returncode}:\n{self.log.read_text()}")
-            time.sleep(0.1)
-        raise TimeoutError(f"the server did not become ready:\n{self.log.read_text()}")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.http}"
-
-
 @pytest.fixture()
-def server(tmp_path: Path) -> Iterator[Process]:
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
     torch.set_num_threads(1)
-    from caloflow_server.gen_protos import ensure_protos
-
-    ensure_protos()
     repository = make_repository(tmp_path)
-    env = {
-        **os.environ,
-        "CALOFLOW_DRAIN_TIMEOUT_S": "4",
-        "CALOFLOW_MAX_BATCH_SHOWERS": "256",
-        "CALOFLOW_INTRA_OP_THREADS": "1",
-        "CALOFLOW_MODELS": "tiny_photon",
-        "OMP_NUM_THREADS": "1",
-    }
-    log = tmp_path / "server.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "caloflow_server.main", "--repo", str(repository.root), "--host", "127.0.0.1",
-             "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", "--deterministic", "true"],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )  # fmt: skip
-    running = Process(process, log)
-    try:
+    env = {"CALOFLOW_DRAIN_TIMEOUT_S": "4", "CALOFLOW_MAX_BATCH_SHOWERS": "256", "CALOFLOW_MODELS": "tiny_photon"}
+    with server_process(repository.root, tmp_path / "server.log", env, ("--deterministic", "true")) as running:
         yield running
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(30)
 
 
 class Reader(threading.Thread):
@@ -159,7 +107,7 @@ class Reader(threading.Thread):
             self.first_bytes.set()
 
 
-def test_sigterm_drains_in_flight_streams_then_exits_zero(server: Process) -> None:
+def test_sigterm_drains_in_flight_streams_then_exits_zero(server: ServerProcess) -> None:
     server.wait_ready()
     assert httpx.get(f"{server.url}/v2/health/ready", timeout=10).status_code == 200
     grpc_client = triton_grpc.InferenceServerClient(url=f"127.0.0.1:{server.grpc}")
