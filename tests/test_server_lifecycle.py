@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import signal
 import threading
 import time
@@ -48,6 +49,18 @@ def test_settings_from_environment_and_flags(monkeypatch: pytest.MonkeyPatch) ->
         Settings(http_port=70000)
 
 
+def test_batching_defaults_follow_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    cpu = Settings()
+    assert cpu.deterministic and cpu.batch_showers == 64 and cpu.batcher_options["max_batch_showers"] == 64
+    assert cpu.concurrent_batches == 4 and cpu.op_threads == 1  # one single-threaded model call per core
+    assert Settings(max_concurrent_batches=2).op_threads == 2
+    assert Settings(max_batch_showers=500, intra_op_threads=3).batcher_options["max_batch_showers"] == 500
+    cuda = Settings(device="cuda")
+    assert cuda.batch_showers == 8192 and cuda.concurrent_batches == 2 and cuda.op_threads is None
+    assert not Settings(deterministic=False).batcher_options["deterministic"]
+
+
 def test_caloflow_serve_flags_map_onto_settings() -> None:
     parser = argparse.ArgumentParser()
     serve_cli.register(parser.add_subparsers())
@@ -70,6 +83,7 @@ def test_caloflow_serve_flags_map_onto_settings() -> None:
     settings = Settings(**values)
     assert settings.models == ["a", "b@2"] and settings.http_port == 0
     assert serve_cli.settings_values(parser.parse_args(["serve"])) == {}  # the environment decides
+    assert serve_cli.settings_values(parser.parse_args(["serve", "--no-deterministic"])) == {"deterministic": False}
 
 
 # ------------------------------------------------------------------------------------------ the process

@@ -143,7 +143,7 @@ def build_server(settings: Settings) -> Server:
         service,
         backend=settings.backend,
         device=settings.device,
-        intra_op_threads=settings.intra_op_threads,
+        intra_op_threads=settings.op_threads,
         warmup_batch_sizes=_warmup_batch_sizes(settings),
         drain_timeout_s=settings.drain_timeout_s,
         on_state=metrics.model_state,
@@ -193,8 +193,8 @@ def _warmup_batch_sizes(settings: Settings) -> list[int]:
     if settings.warmup_batch_sizes:
         return list(settings.warmup_batch_sizes)
     if settings.deterministic:  # every model call has exactly compute_showers rows
-        return [settings.compute_showers or settings.max_batch_showers]
-    return sorted({1, settings.max_batch_showers})
+        return [settings.compute_showers or settings.batch_showers]
+    return sorted({1, settings.batch_showers})
 
 
 def parse_model_specs(specs: Sequence[str]) -> list[tuple[str, int | None]]:

@@ -17,7 +17,7 @@ from caloflow import __version__
 from caloflow.errors import CaloflowError
 
 # command group -> module under caloflow.cli
-_GROUPS: tuple[str, ...] = ("data", "train", "sample", "export", "repo", "serve")
+_GROUPS: tuple[str, ...] = ("data", "train", "sample", "export", "repo", "serve", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
