@@ -18,10 +18,11 @@ from fastapi import FastAPI
 
 from caloflow_repo import ModelRepository
 from caloflow_server import BatcherObserver, BatchStats, LoadedModel, RequestStats
-from caloflow_server.app import ManagedGenerationService, ModelControl, ServerState
+from caloflow_server.app import ModelControl, ServerState
 from caloflow_server.http_app import build_http_app
 from caloflow_server.http_server import HttpServer
 from caloflow_server.metrics import ServerMetrics
+from caloflow_server.service import GenerationService
 
 T = TypeVar("T")
 ADMIN_TOKEN = "test-admin-token"
@@ -64,7 +65,7 @@ class _Both:
 @dataclass
 class Served:
     app: FastAPI
-    service: ManagedGenerationService
+    service: GenerationService
     state: ServerState
     metrics: ServerMetrics
     control: ModelControl
@@ -87,7 +88,7 @@ def build_served(
     state.models_loaded = ready
     options: dict[str, Any] = {"max_count": 100_000, "max_batch_showers": 64, "deterministic": True}
     options.update(service_options)
-    service = ManagedGenerationService(
+    service = GenerationService(
         repository, loaded, observer_for=lambda model: _Both(metrics.observer_for(model), recorder), **options
     )
     control = ModelControl(service, intra_op_threads=1, drain_timeout_s=5.0, on_state=metrics.model_state)

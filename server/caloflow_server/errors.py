@@ -26,6 +26,7 @@ __all__ = [
     "NotFoundError",
     "QueueFullError",
     "RequestCancelledError",
+    "ResponseTooLargeError",
     "RuntimeLoadError",
     "UnavailableError",
     "UnknownModelError",
@@ -65,6 +66,10 @@ class UnknownVersionError(NotFoundError):
 
 class QueueFullError(CaloflowServerError):
     """The batcher is at its limit of queued showers or active requests; the request was not queued."""
+
+
+class ResponseTooLargeError(CaloflowServerError):
+    """An unary answer (OIP ModelInfer) would exceed the message size limit; streaming has no such limit."""
 
 
 class UnavailableError(CaloflowServerError):
@@ -142,6 +147,7 @@ ERROR_STATUS: dict[type[CaloflowServerError], ErrorStatus] = {
     UnknownModelError: _NOT_FOUND,
     UnknownVersionError: _NOT_FOUND,
     QueueFullError: ErrorStatus(429, "RESOURCE_EXHAUSTED", "rejected"),
+    ResponseTooLargeError: ErrorStatus(413, "RESOURCE_EXHAUSTED", "invalid"),
     UnavailableError: _UNAVAILABLE,
     DrainingError: _UNAVAILABLE,
     ModelNotLoadedError: _UNAVAILABLE,

@@ -27,7 +27,7 @@ from caloflow_server.errors import (
     CaloflowServerError,
     InvalidArgumentError,
     NotFoundError,
-    QueueFullError,
+    ResponseTooLargeError,
     UnavailableError,
 )
 from caloflow_server.grpc_common import Accounting, abort_with
@@ -39,7 +39,6 @@ __all__ = [
     "INPUT_SEED",
     "InferInputs",
     "InferenceServicer",
-    "ResponseTooLargeError",
     "decode_inputs",
 ]
 
@@ -51,11 +50,6 @@ _INT32_MAX = 2**31 - 1
 _COPY_IN_THREAD_BYTES = 1 << 20
 _TAKES = f"the model takes {INPUT_ENERGY} (FP32 [n, 1], MeV) and optionally {INPUT_SEED} (UINT64)"
 _STREAMING = "stream large counts with caloflow.v1.ShowerService/Generate"
-
-
-class ResponseTooLargeError(QueueFullError):
-    """A ModelInfer response would exceed the unary size limit. Maps through ``QueueFullError``'s row of the error
-    table (RESOURCE_EXHAUSTED); it deserves its own row (HTTP 413) in ``errors.py``."""
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,7 @@ def build_grpc_server(
         maximum_concurrent_rpcs=max_concurrent_rpcs,
     )
     accounting = Accounting(observer)
-    max_count = service_max_count(service)
+    max_count = service.max_count
     stubs.add_native(stubs.shower_servicer(service, accounting, max_count), server)
     oip = stubs.inference_servicer(
         service,
@@ -152,14 +152,6 @@ def _load_stubs() -> _Stubs:
 def bound_port(server: grpc.aio.Server) -> int:
     """The port a server from ``build_grpc_server`` is bound to (the ephemeral one when built with ``port=0``)."""
     return _BOUND_PORTS[server]
-
-
-def service_max_count(service: GenerationService) -> int:
-    """The most showers one request may ask for."""
-    limit = getattr(service, "max_count", None)
-    if isinstance(limit, int):
-        return limit
-    return service._limits.max_count  # until GenerationService exposes max_count
 
 
 def _bind(server: grpc.aio.Server, address: str, tls_cert: str | None, tls_key: str | None) -> int:

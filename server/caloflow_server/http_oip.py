@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse, Response
 
 from caloflow_repo import INPUT_ENERGY, OUTPUT_SHOWERS, RepositoryError
 from caloflow_server.app import ModelControl, ServerState, check_model_name
+from caloflow_server.batcher import Batcher
 from caloflow_server.errors import CaloflowServerError, InvalidArgumentError, UnknownModelError, status_for
 from caloflow_server.http_common import TrackedGeneration, bearer_token_matches, error_response, request_id_of
 from caloflow_server.metrics import RequestObserver
@@ -252,7 +253,7 @@ def _metadata(name: str, versions: list[LoadedModel]) -> dict[str, Any]:
     }
 
 
-def _config(loaded: LoadedModel, max_batch_size: int, max_delay_ms: float) -> dict[str, Any]:
+def _config(loaded: LoadedModel, max_batch_size: int, batcher: Batcher) -> dict[str, Any]:
     manifest = loaded.manifest
     platform, backend = _platform(loaded)
     low, high = manifest.energy_range_mev
@@ -267,7 +268,7 @@ def _config(loaded: LoadedModel, max_batch_size: int, max_delay_ms: float) -> di
             {"name": INPUT_SEED, "data_type": "TYPE_UINT64", "dims": [1], "optional": True},
         ],
         "output": [{"name": OUTPUT_SHOWERS, "data_type": "TYPE_FP32", "dims": [manifest.n_voxels]}],
-        "dynamic_batching": {"max_queue_delay_microseconds": round(max_delay_ms * 1000)},
+        "dynamic_batching": {"max_queue_delay_microseconds": round(batcher.max_delay_ms * 1000)},
         "parameters": {
             key: {"string_value": str(value)}
             for key, value in (
@@ -276,6 +277,7 @@ def _config(loaded: LoadedModel, max_batch_size: int, max_delay_ms: float) -> di
                 ("sha256", loaded.sha256),
                 ("artifact", loaded.artifact.filename),
                 ("standin", manifest.standin),
+                ("deterministic", str(batcher.deterministic).lower()),
             )
         },
     }
@@ -331,8 +333,7 @@ def build_oip_router(
     @router.get("/models/{model}/versions/{version}/config")
     async def model_config(model: str, version: str | None = None) -> dict[str, Any]:
         loaded = resolve(model, version)
-        max_delay_ms = service.batcher(loaded.model, loaded.version).max_delay_ms
-        return _config(loaded, max_batch_size, max_delay_ms)
+        return _config(loaded, max_batch_size, service.batcher(loaded.model, loaded.version))
 
     @router.post("/models/{model}/infer")
     @router.post("/models/{model}/versions/{version}/infer")

@@ -31,11 +31,12 @@ from typing import Protocol
 from pydantic import ValidationError
 
 from caloflow_repo import ModelRepository, RepositoryError
-from caloflow_server.app import ManagedGenerationService, ModelControl, ServerState
+from caloflow_server.app import ModelControl, ServerState
 from caloflow_server.errors import CaloflowServerError
 from caloflow_server.http_app import build_http_app
 from caloflow_server.http_server import HttpServer
 from caloflow_server.metrics import ServerMetrics, cuda_memory_by_device
+from caloflow_server.service import GenerationService
 from caloflow_server.settings import Settings
 
 __all__ = ["Server", "build_server", "main", "parse_model_specs", "serve", "settings_from_args"]
@@ -61,7 +62,7 @@ class Server:
     settings: Settings
     state: ServerState
     metrics: ServerMetrics
-    service: ManagedGenerationService
+    service: GenerationService
     control: ModelControl
     http: HttpServer
     metrics_http: HttpServer
@@ -131,7 +132,7 @@ def build_server(settings: Settings) -> Server:
     """Build every component from ``settings`` (on the running loop; nothing is started or loaded yet)."""
     state = ServerState()
     metrics = ServerMetrics(cuda_memory=cuda_memory_by_device if settings.device == "cuda" else None)
-    service = ManagedGenerationService(
+    service = GenerationService(
         ModelRepository(settings.repo),
         max_count=settings.max_count,
         max_chunk_showers=settings.max_chunk_showers,
@@ -171,7 +172,7 @@ def build_server(settings: Settings) -> Server:
 
 
 def _build_grpc(
-    settings: Settings, service: ManagedGenerationService, state: ServerState, metrics: ServerMetrics
+    settings: Settings, service: GenerationService, state: ServerState, metrics: ServerMetrics
 ) -> tuple[_GrpcServer, int]:
     from caloflow_server.grpc_server import bound_port, build_grpc_server
 

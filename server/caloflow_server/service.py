@@ -238,7 +238,7 @@ class GenerationService:
     def __init__(
         self,
         repository: ModelRepository,
-        loaded: Iterable[LoadedModel],
+        loaded: Iterable[LoadedModel] = (),
         *,
         max_count: int = 1_000_000,
         max_chunk_showers: int = 65_536,
@@ -249,20 +249,69 @@ class GenerationService:
     ) -> None:
         self.repository = repository
         self._limits = _Limits(max_count, max_chunk_showers, chunk_bytes)
+        self._observer_for = observer_for
+        self._batcher_options = batcher_options
         self._served: dict[tuple[str, int], _ServedModel] = {}
+        self._default_overrides: dict[str, int] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
         for model in loaded:
-            observer = observer_for(model) if observer_for is not None else None
-            batcher = Batcher(model.runtime, observer=observer, **batcher_options)
-            if batcher.max_queue_showers < max_count:
-                raise ValueError(f"max_count {max_count} exceeds the batcher's max_queue_showers")
-            self._served[(model.model, model.version)] = _ServedModel(model, batcher)
+            self._served[(model.model, model.version)] = _ServedModel(model, self._new_batcher(model))
         self._particle_models = dict(particle_models or {})
         self.draining = False
+
+    @property
+    def max_count(self) -> int:
+        """The most showers one request may ask for."""
+        return self._limits.max_count
 
     # ----------------------------------------------------------------------------------------- models
     @property
     def loaded_models(self) -> list[LoadedModel]:
         return [served.loaded for served in self._served.values()]
+
+    def is_loaded(self, model: str, version: int) -> bool:
+        return (model, version) in self._served
+
+    def add_model(self, loaded: LoadedModel, *, drain_timeout_s: float | None) -> None:
+        """Serve ``loaded``; a version already served under that (model, version) is replaced and drained.
+
+        Must be called on the event loop (a replaced version's batcher drains there in the background)."""
+        previous = self._served.get((loaded.model, loaded.version))
+        self._served[(loaded.model, loaded.version)] = _ServedModel(loaded, self._new_batcher(loaded))
+        if previous is not None:
+            self._retire(previous.batcher, drain_timeout_s)
+
+    def remove_model(self, model: str, version: int, *, drain_timeout_s: float | None) -> LoadedModel:
+        """Stop routing new requests to ``model@version``; its open streams drain in the background."""
+        served = self._served.pop((model, version), None)
+        if served is None:
+            raise ModelNotLoadedError(f"{model} version {version} is not loaded")
+        if self._default_overrides.get(model) == version:
+            del self._default_overrides[model]
+        self._retire(served.batcher, drain_timeout_s)
+        return served.loaded
+
+    def set_default_version(self, model: str, version: int) -> None:
+        """Route requests naming no version to ``version`` (in memory; the repository's pointer is unchanged)."""
+        if (model, version) not in self._served:
+            raise ModelNotLoadedError(f"{model} version {version} is not loaded; load it before making it the default")
+        self._default_overrides[model] = version
+
+    def default_version(self, model: str) -> int:
+        """The version a request naming ``model`` and no version is served by."""
+        return self.resolve(model).version
+
+    def _new_batcher(self, loaded: LoadedModel) -> Batcher:
+        observer = self._observer_for(loaded) if self._observer_for is not None else None
+        batcher = Batcher(loaded.runtime, observer=observer, **self._batcher_options)
+        if batcher.max_queue_showers < self.max_count:
+            raise ValueError(f"max_count {self.max_count} exceeds the batcher's max_queue_showers")
+        return batcher
+
+    def _retire(self, batcher: Batcher, timeout_s: float | None) -> None:
+        task = asyncio.get_running_loop().create_task(batcher.aclose(timeout_s), name="caloflow-retire-batcher")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     def batcher(self, model: str, version: int) -> Batcher:
         return self._served[(model, version)].batcher
@@ -300,6 +349,9 @@ class GenerationService:
         raise UnknownVersionError(f"model {model!r} has no version {number} (served: {loaded})", field="model_version")
 
     def _default_version(self, model: str, loaded: list[int]) -> int:
+        override = self._default_overrides.get(model)
+        if override is not None and override in loaded:
+            return override
         try:
             default = self.repository.default_version(model)
         except RepositoryError:
@@ -381,6 +433,8 @@ class GenerationService:
         resumable ``DrainingError``."""
         self.draining = True
         await asyncio.gather(*(served.batcher.aclose(timeout_s) for served in self._served.values()))
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
 
 
 # ------------------------------------------------------------------------------------------- helpers
