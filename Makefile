@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
 	$(BIN)/python server/caloflow_server/gen_protos.py
+	sh docker/install-test-deps.sh
 	touch $(STAMP)
 
 lint: $(STAMP)

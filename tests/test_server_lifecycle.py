@@ -59,6 +59,7 @@ def test_batching_defaults_follow_the_device(monkeypatch: pytest.MonkeyPatch) ->
     cuda = Settings(device="cuda")
     assert cuda.batch_showers == 8192 and cuda.concurrent_batches == 2 and cuda.op_threads is None
     assert not Settings(deterministic=False).batcher_options["deterministic"]
+    assert Settings(admin_token="").admin_token_value is None  # an empty token is no token: model control stays off
 
 
 def test_caloflow_serve_flags_map_onto_settings() -> None:

@@ -114,6 +114,19 @@ def test_observer_hooks_feed_triton_and_native_families(photon: LoadedModel) -> 
     assert len(build) == 1 and {"version", "torch", "onnxruntime", "python"} <= {k for k, _ in build[0]}
 
 
+def test_a_loaded_model_has_its_series_at_zero_before_its_first_request(photon: LoadedModel) -> None:
+    metrics = ServerMetrics()
+    metrics.observer_for(photon)
+    samples = parse(metrics.render().decode())[1]
+    model = {"model": "tiny_photon", "version": "1"}
+    for protocol in ("http", "oip", "grpc", "grpc_oip"):  # so that rate() over the first request is not lost
+        assert value(samples, "calo_request_duration_seconds_count", protocol=protocol, **model) == 0
+        assert value(samples, "calo_requests_total", protocol=protocol, status="ok") == 0
+    assert value(samples, "calo_batch_size_showers_count", **model) == 0
+    assert value(samples, "calo_showers_generated_total", particle="photon", **model) == 0
+    assert value(samples, "calo_pending_showers", **model) == 0
+
+
 def test_each_instance_has_its_own_registry(photon: LoadedModel) -> None:
     first, second = ServerMetrics(), ServerMetrics()  # the global registry would refuse the second
     first.observer_for(photon).on_batch(BatchStats(8, 8, (0,), 0.0, 0.001, True))

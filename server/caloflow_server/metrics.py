@@ -41,6 +41,7 @@ __all__ = [
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MODEL_STATES = ("loading", "ready", "unloading", "unavailable")
 _US = 1e6
+_PROTOCOLS = ("http", "oip", "grpc", "grpc_oip")  # the values of the ``protocol`` label
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 _FAST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536)
@@ -54,7 +55,8 @@ ASGIApp = Callable[
 
 
 class RequestObserver(Protocol):
-    """What a transport adapter reports; ``protocol`` is "http" (native), "oip" (OIP REST) or "grpc"."""
+    """What a transport adapter reports; ``protocol`` is one of ``_PROTOCOLS``: "http" (native), "oip" (OIP REST),
+    "grpc" (native) or "grpc_oip"."""
 
     def stream_opened(self, protocol: str) -> None: ...
 
@@ -293,7 +295,20 @@ class ServerMetrics:
         """The batcher observer of one model version (the ``observer_for`` argument of ``GenerationService``)."""
         version = str(loaded.version)
         self.triton.touch(loaded.model, version)
+        self._touch(loaded.model, version, loaded.manifest.particle)
         return _ModelObserver(self, loaded.model, version, loaded.manifest.particle)
+
+    def _touch(self, model: str, version: str, particle: str) -> None:
+        """Create the model version's series at zero, so that ``rate()`` counts its very first request too."""
+        labels = {"model": model, "version": version}
+        for histogram in (self.queue_duration, self.compute_duration, self.batch_size):
+            histogram.labels(**labels)
+        for protocol in _PROTOCOLS:
+            self.request_duration.labels(protocol=protocol, **labels)
+            self.first_chunk.labels(protocol=protocol, **labels)
+            self.requests.labels(protocol=protocol, status="ok")
+        self.showers_generated.labels(particle=particle, **labels)
+        self.pending_showers.labels(**labels)
 
     def stream_opened(self, protocol: str) -> None:
         self.active_streams.labels(protocol=protocol).inc()

@@ -138,7 +138,10 @@ class Settings(BaseSettings):
 
     @property
     def admin_token_value(self) -> str | None:
-        return self.admin_token.get_secret_value() if self.admin_token is not None else None
+        """The token, or None (admin operations off) when unset or empty: ``CALOFLOW_ADMIN_TOKEN=`` in a compose
+        file must not turn model control on with the empty string as its password."""
+        token = self.admin_token.get_secret_value() if self.admin_token is not None else ""
+        return token or None
 
 
 def _cpu_cores() -> int:
