@@ -125,7 +125,7 @@ def metric_names(expr: str) -> set[str]:
 
 def exported_sample_names() -> set[str]:
     """Every series name the server's /metrics can carry, from its own registry's exposition (GPU gauges included)."""
-    text = ServerMetrics(cuda_memory=lambda: {"0": (0, 0)}).render().decode()
+    text = ServerMetrics(cuda_memory=lambda: {"0": (0, 0)}, gpu_stats=lambda: {"GPU-0": (0, 1, 0.0)}).render().decode()
     names: set[str] = set()
     for family, kind in _TYPE_LINE.findall(text):
         names.update(family + suffix for suffix in _SAMPLE_SUFFIXES[kind])

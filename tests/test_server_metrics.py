@@ -17,7 +17,7 @@ from test_server_support import make_repository
 import caloflow_server
 from caloflow_repo import ModelRepository
 from caloflow_server import BatchStats, LoadedModel, RequestStats, load_runtime
-from caloflow_server.metrics import CONTENT_TYPE, ServerMetrics
+from caloflow_server.metrics import CONTENT_TYPE, ServerMetrics, nvml_gpu_stats
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
@@ -125,6 +125,18 @@ def test_a_loaded_model_has_its_series_at_zero_before_its_first_request(photon: 
     assert value(samples, "calo_batch_size_showers_count", **model) == 0
     assert value(samples, "calo_showers_generated_total", particle="photon", **model) == 0
     assert value(samples, "calo_pending_showers", **model) == 0
+
+
+def test_gpu_gauges_keep_tritons_names() -> None:
+    metrics = ServerMetrics(gpu_stats=lambda: {"GPU-1234": (3 << 30, 80 << 30, 0.5)})
+    types, samples = parse(metrics.render().decode())
+    assert types["nv_gpu_memory_used_bytes"] == types["nv_gpu_memory_total_bytes"] == "gauge"
+    assert value(samples, "nv_gpu_memory_used_bytes", gpu_uuid="GPU-1234") == 3 << 30
+    assert value(samples, "nv_gpu_memory_total_bytes", gpu_uuid="GPU-1234") == 80 << 30
+    assert value(samples, "nv_gpu_utilization", gpu_uuid="GPU-1234") == 0.5
+    assert "nv_gpu_memory_used_bytes" not in ServerMetrics().render().decode()  # no GPU: no gauge
+    reader = nvml_gpu_stats()  # None without an NVIDIA driver (CI); real figures on a GPU host
+    assert reader is None or all(0 < used <= total for used, total, _ in reader().values())
 
 
 def test_each_instance_has_its_own_registry(photon: LoadedModel) -> None:

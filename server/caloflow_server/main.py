@@ -35,7 +35,7 @@ from caloflow_server.app import ModelControl, ServerState
 from caloflow_server.errors import CaloflowServerError
 from caloflow_server.http_app import build_http_app
 from caloflow_server.http_server import HttpServer
-from caloflow_server.metrics import ServerMetrics, cuda_memory_by_device
+from caloflow_server.metrics import ServerMetrics, cuda_memory_by_device, nvml_gpu_stats
 from caloflow_server.service import GenerationService
 from caloflow_server.settings import Settings
 
@@ -131,7 +131,10 @@ class Server:
 def build_server(settings: Settings) -> Server:
     """Build every component from ``settings`` (on the running loop; nothing is started or loaded yet)."""
     state = ServerState()
-    metrics = ServerMetrics(cuda_memory=cuda_memory_by_device if settings.device == "cuda" else None)
+    on_gpu = settings.device == "cuda"
+    metrics = ServerMetrics(
+        cuda_memory=cuda_memory_by_device if on_gpu else None, gpu_stats=nvml_gpu_stats() if on_gpu else None
+    )
     service = GenerationService(
         ModelRepository(settings.repo),
         max_count=settings.max_count,

@@ -17,6 +17,7 @@ Everything lives in this object's own ``CollectorRegistry``, never the process-g
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import platform
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
@@ -32,11 +33,15 @@ from caloflow_server.runtime import LoadedModel
 __all__ = [
     "CONTENT_TYPE",
     "MODEL_STATES",
+    "GpuStats",
     "NullRequestObserver",
     "RequestObserver",
     "ServerMetrics",
     "cuda_memory_by_device",
+    "nvml_gpu_stats",
 ]
+
+logger = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MODEL_STATES = ("loading", "ready", "unloading", "unavailable")
@@ -233,10 +238,13 @@ class ServerMetrics:
     """Every metric of one server process, in its own registry; also a ``RequestObserver``.
 
     ``cuda_memory``: a function returning ``{gpu: (allocated, reserved)}`` bytes, read at each scrape
-    (``cuda_memory_by_device`` on a CUDA host); None leaves the GPU gauges out.
+    (``cuda_memory_by_device`` on a CUDA host); ``gpu_stats``: NVML's whole-device figures (``nvml_gpu_stats``);
+    None leaves those gauges out.
     """
 
-    def __init__(self, *, cuda_memory: Callable[[], dict[str, tuple[int, int]]] | None = None) -> None:
+    def __init__(
+        self, *, cuda_memory: Callable[[], dict[str, tuple[int, int]]] | None = None, gpu_stats: GpuStats | None = None
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.triton = _TritonFamilies()
         model = ("model", "version")
@@ -286,6 +294,8 @@ class ServerMetrics:
         self.build_info.labels(**_build_labels()).set(1)
         if cuda_memory is not None:
             self.registry.register(_CudaMemoryCollector(cuda_memory))
+        if gpu_stats is not None:
+            self.registry.register(_NvmlCollector(gpu_stats))
 
     def _histogram(self, name: str, doc: str, labels: Iterable[str], buckets: Iterable[float]) -> Histogram:
         return Histogram(name, doc, tuple(labels), registry=self.registry, buckets=tuple(buckets))
@@ -442,6 +452,55 @@ class _CudaMemoryCollector:
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
+
+
+GpuStats = Callable[[], dict[str, tuple[int, int, float]]]
+"""``{gpu_uuid: (used bytes, total bytes, utilisation 0..1)}`` of every visible GPU, read at each scrape."""
+
+
+class _NvmlCollector:
+    """Triton's GPU gauges (``nv_gpu_memory_used_bytes``, ``nv_gpu_memory_total_bytes``, ``nv_gpu_utilization``):
+    the whole device as the driver sees it, ONNX Runtime's arenas included, which torch's allocator does not
+    know about."""
+
+    def __init__(self, read: GpuStats) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        label = ["gpu_uuid"]
+        used = GaugeMetricFamily("nv_gpu_memory_used_bytes", "GPU used memory, in bytes (NVML)", labels=label)
+        total = GaugeMetricFamily("nv_gpu_memory_total_bytes", "GPU total memory, in bytes (NVML)", labels=label)
+        busy = GaugeMetricFamily("nv_gpu_utilization", "GPU utilization rate, 0.0 - 1.0 (NVML)", labels=label)
+        for uuid, (used_bytes, total_bytes, utilization) in self._read().items():
+            used.add_metric([uuid], used_bytes)
+            total.add_metric([uuid], total_bytes)
+            busy.add_metric([uuid], utilization)
+        yield from (used, total, busy)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
+def nvml_gpu_stats() -> GpuStats | None:
+    """A ``GpuStats`` reader backed by NVML (``nvidia-ml-py``), or None where there is no NVIDIA driver."""
+    try:
+        import pynvml  # type: ignore[import-untyped]
+
+        pynvml.nvmlInit()
+    except Exception as exc:  # no package, no driver, no device: the GPU gauges are left out
+        logger.info("NVML unavailable (%s): no nv_gpu_* metrics", exc)
+        return None
+
+    def read() -> dict[str, tuple[int, int, float]]:
+        stats: dict[str, tuple[int, int, float]] = {}
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+            utilization = pynvml.nvmlDeviceGetUtilizationRates(handle).gpu / 100.0
+            stats[str(pynvml.nvmlDeviceGetUUID(handle))] = (int(memory.used), int(memory.total), utilization)
+        return stats
+
+    return read
 
 
 def cuda_memory_by_device() -> dict[str, tuple[int, int]]:
