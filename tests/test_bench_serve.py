@@ -1,0 +1,40 @@
+"""``caloflow bench serve`` runs end to end against a real server process on the tiny repository and writes its
+figures; only their presence and sanity are checked - the figures themselves are for people, not assertions."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from test_server_support import make_repository
+
+from caloflow.cli import main
+
+
+def test_bench_serve_reports_every_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repository = make_repository(tmp_path / "repo")
+    out = tmp_path / "bench.json"
+    code = main(
+        ["bench", "serve", "--repo", str(repository.root), "--model", "tiny_photon", "--count", "600",
+         "--grpc-count", "300", "--engine-batches", "1,16", "--engine-seconds", "0.2", "--latency-requests", "5",
+         "--env", "CALOFLOW_MAX_BATCH_SHOWERS=32", "--json", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads(out.read_text())
+    engine = report["engine_showers_per_s"]
+    assert set(engine) == {"batch 1", "batch 16", next(k for k in engine if "server's layout" in k)}
+    assert "batch 32 x" in next(k for k in engine if "server's layout" in k)  # the --env setting reached the layout
+    rates = [*engine.values(), report["http_showers_per_s"], report["grpc_showers_per_s"]]
+    assert all(math.isfinite(rate) and rate > 0 for rate in rates)
+    for latency in (report["idle_latency"], report["loaded_latency"]):
+        assert latency["n"] >= 1 and 0 < latency["p50_s"] <= latency["p99_s"] <= latency["max_s"]
+    assert 0 < report["rss_before_mb"] <= report["rss_peak_mb"] and report["rss_after_mb"] <= report["rss_peak_mb"]
+    printed = capsys.readouterr().out
+    assert "HTTP npy stream" in printed and "p99 under load / idle p99" in printed
+
+
+def test_bench_serve_rejects_a_setting_that_is_not_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "serve", "--repo", str(tmp_path), "--env", "MAX_BATCH=3"]) == 2
+    assert "CALOFLOW_NAME=VALUE" in capsys.readouterr().err
