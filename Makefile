@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
 	$(BIN)/python server/caloflow_server/gen_protos.py
+	$(BIN)/python clients/python/caloflow_client/_protogen.py
 	sh docker/install-test-deps.sh
 	touch $(STAMP)
 
@@ -33,6 +34,7 @@ typecheck: $(STAMP)
 
 protos: $(STAMP)
 	$(BIN)/python server/caloflow_server/gen_protos.py
+	$(BIN)/python clients/python/caloflow_client/_protogen.py
 
 pytest: protos
 	$(BIN)/pytest -q

@@ -17,7 +17,17 @@ from caloflow import __version__
 from caloflow.errors import CaloflowError
 
 # command group -> module under caloflow.cli
-_GROUPS: tuple[str, ...] = ("data", "train", "sample", "export", "repo", "serve", "bench")
+_GROUPS: tuple[str, ...] = (
+    "data",
+    "train",
+    "sample",
+    "export",
+    "repo",
+    "serve",
+    "bench",
+    "generate",
+    "models",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,131 @@
+"""The HTTP API's documents, transport-free: request body, header -> ``GenerationInfo``, error answers, model
+listing from the OIP repository index and model configs. Shared by the sync and async HTTP clients."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from caloflow_client.errors import ServerError, server_error
+from caloflow_client.request import GenerateRequest
+from caloflow_client.results import GenerationInfo, ModelInfo, ModelVersionInfo
+
+__all__ = [
+    "FRAMED",
+    "error_from_response",
+    "info_from_header",
+    "model_info",
+    "request_body",
+    "standin_of",
+    "version_info",
+]
+
+FRAMED = {"Accept": "application/octet-stream"}
+_CODE_OF_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    406: "INVALID_ARGUMENT",
+    413: "RESOURCE_EXHAUSTED",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+
+def request_body(request: GenerateRequest) -> dict[str, Any]:
+    """The ``POST /generate`` JSON (float32 energies written as their exact decimal value)."""
+    body: dict[str, Any] = {"start_index": request.start_index, "format": "framed"}
+    optional = {
+        "particle": request.particle,
+        "model": request.model,
+        "model_version": request.model_version,
+        "energy_mev": None if request.energy_mev is None else float(request.energy_mev),
+        "count": request.count,
+        "seed": request.seed,
+        "chunk_showers": request.chunk_showers,
+    }
+    body.update({key: value for key, value in optional.items() if value is not None})
+    if request.energies_mev is not None:
+        body["energies_mev"] = request.energies_mev.astype(float).tolist()
+    if request.allow_extrapolation:
+        body["allow_extrapolation"] = True
+    return body
+
+
+def info_from_header(document: dict[str, Any], server: str, standin: bool) -> GenerationInfo:
+    energy = document.get("energy_mev")
+    return GenerationInfo(
+        server=server,
+        transport="http",
+        model=str(document["model"]),
+        version=int(document["model_version"]),
+        particle=str(document["particle"]),
+        artifact_sha256=str(document["sha256"]),
+        seed=int(document["seed"]),
+        seed_drawn=bool(document.get("seed_drawn", False)),
+        start_index=int(document["start_index"]),
+        count=int(document["count"]),
+        n_voxels=int(document["n_voxels"]),
+        chunk_showers=int(document.get("chunk_showers", 0)),
+        deterministic=bool(document.get("deterministic", False)),
+        extrapolated=bool(document.get("extrapolated", False)),
+        standin=standin,
+        energy_mev=None if energy is None else float(energy),
+    )
+
+
+def error_from_response(status_code: int, content: bytes) -> ServerError:
+    """The typed error of a non-200 answer: the server's ``{"error", "code", "field", "next_index"}`` body."""
+    try:
+        document = json.loads(content)
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        text = content.decode("utf-8", errors="replace").strip()[:500]
+        document = {"error": text or f"HTTP {status_code}"}
+    code = document.get("code") or _CODE_OF_STATUS.get(status_code, "INTERNAL" if status_code >= 500 else "UNKNOWN")
+    message = document.get("error") or document.get("detail") or f"HTTP {status_code}"
+    next_index = document.get("next_index")
+    return server_error(
+        str(code),
+        str(message),
+        field=document.get("field"),
+        next_index=int(next_index) if next_index is not None else None,
+        http_status=status_code,
+    )
+
+
+def _parameter(config: dict[str, Any], name: str) -> str:
+    return str(config.get("parameters", {}).get(name, {}).get("string_value", ""))
+
+
+def standin_of(config: dict[str, Any]) -> bool:
+    """The stand-in flag of an OIP model config (``parameters.standin``)."""
+    return _parameter(config, "standin").lower() == "true"
+
+
+def version_info(config: dict[str, Any]) -> ModelVersionInfo:
+    low, _, high = _parameter(config, "energy_range_mev").partition(",")
+    return ModelVersionInfo(
+        version=int(config["version_policy"]["specific"]["versions"][0]),
+        artifact_sha256=_parameter(config, "sha256"),
+        n_voxels=int(config["output"][0]["dims"][0]),
+        energy_min_mev=float(low),
+        energy_max_mev=float(high),
+        standin=standin_of(config),
+        backend=str(config.get("backend", "")),
+    )
+
+
+def model_info(default: dict[str, Any], versions: list[dict[str, Any]]) -> ModelInfo:
+    """A model from its default version's config and every loaded version's config."""
+    infos = sorted((version_info(config) for config in versions), key=lambda v: v.version)
+    return ModelInfo(
+        name=str(default["name"]),
+        particle=_parameter(default, "particle"),
+        default_version=version_info(default).version,
+        versions=tuple(infos),
+    )
