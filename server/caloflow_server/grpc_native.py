@@ -58,7 +58,7 @@ class ShowerServicer:
         error: Exception | None = None
         async with stream:
             try:
-                await context.write(header_message(stream.header, self._standin(stream.header)))
+                await context.write(header_message(stream.header))
                 async for chunk in stream:
                     message = chunk_message(chunk)
                     await context.write(message)
@@ -85,12 +85,6 @@ class ShowerServicer:
         else:
             tracker.failed(error)
         return error
-
-    def _standin(self, header: StreamHeader) -> bool:
-        try:
-            return self._service.resolve(header.model, header.version).manifest.standin
-        except CaloflowServerError:  # unloaded since the request was admitted: the stream will say why
-            return False
 
     async def ListModels(  # noqa: N802
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
@@ -151,7 +145,7 @@ def generate_request(request: pb.GenerateRequest) -> GenerateRequest:
     )
 
 
-def header_message(header: StreamHeader, standin: bool) -> pb.ShowerChunk:
+def header_message(header: StreamHeader) -> pb.ShowerChunk:
     return pb.ShowerChunk(
         header=pb.StreamHeader(
             model=header.model,
@@ -167,7 +161,7 @@ def header_message(header: StreamHeader, standin: bool) -> pb.ShowerChunk:
             dtype=header.dtype,
             deterministic=header.deterministic,
             extrapolated=header.extrapolated,
-            standin=standin,
+            standin=header.standin,
             energy_mev=header.energy_mev,
         )
     )

@@ -184,6 +184,7 @@ def stream_headers(header: StreamHeader, request_id: str) -> dict[str, str]:
         "X-Dtype": header.dtype,
         "X-Chunk-Showers": str(header.chunk_showers),
         "X-Deterministic": str(header.deterministic).lower(),
+        "X-Standin": str(header.standin).lower(),
         "X-Extrapolated": str(header.extrapolated).lower(),
     }
     if header.energy_mev is not None:

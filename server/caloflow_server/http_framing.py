@@ -105,6 +105,7 @@ def header_document(header: StreamHeader) -> dict[str, Any]:
         "dtype": header.dtype,
         "deterministic": header.deterministic,
         "extrapolated": header.extrapolated,
+        "standin": header.standin,
     }
     if header.energies_mev is not None:
         document["energies_mev"] = np.asarray(header.energies_mev, dtype=np.float32).tolist()

@@ -118,6 +118,7 @@ class StreamHeader:
     energies_mev: np.ndarray | None
     deterministic: bool
     extrapolated: bool
+    standin: bool  # the model was trained on stand-in data, not Geant4
     dtype: str = "float32-le"
 
 
@@ -455,6 +456,7 @@ def _header(plan: GenerationPlan, deterministic: bool) -> StreamHeader:
         energies_mev=plan.energies_mev,
         deterministic=deterministic,
         extrapolated=plan.extrapolated,
+        standin=manifest.standin,
     )
 
 

@@ -55,7 +55,7 @@ def request_body(request: GenerateRequest) -> dict[str, Any]:
     return body
 
 
-def info_from_header(document: dict[str, Any], server: str, standin: bool) -> GenerationInfo:
+def info_from_header(document: dict[str, Any], server: str) -> GenerationInfo:
     energy = document.get("energy_mev")
     return GenerationInfo(
         server=server,
@@ -72,7 +72,7 @@ def info_from_header(document: dict[str, Any], server: str, standin: bool) -> Ge
         chunk_showers=int(document.get("chunk_showers", 0)),
         deterministic=bool(document.get("deterministic", False)),
         extrapolated=bool(document.get("extrapolated", False)),
-        standin=standin,
+        standin=bool(document["standin"]),
         energy_mev=None if energy is None else float(energy),
     )
 

@@ -14,7 +14,7 @@ import httpx
 
 from caloflow_client._address import http_url
 from caloflow_client._client import AsyncClientBase, ClientBase
-from caloflow_client._events import Event, HeaderEvent
+from caloflow_client._events import DataEvent, Event, HeaderEvent, TrailerEvent
 from caloflow_client._framed import FrameDecoder, HeaderDocument
 from caloflow_client._http_wire import (
     FRAMED,
@@ -22,7 +22,6 @@ from caloflow_client._http_wire import (
     info_from_header,
     model_info,
     request_body,
-    standin_of,
 )
 from caloflow_client._resume import RetryPolicy
 from caloflow_client.errors import ClientTimeoutError, TransportError
@@ -36,6 +35,11 @@ def _transport_error(server: str, exc: httpx.TransportError) -> TransportError:
     if isinstance(exc, httpx.TimeoutException):
         return ClientTimeoutError(f"{server}: no answer in time ({type(exc).__name__})")
     return TransportError(f"{server}: {type(exc).__name__}: {exc}")
+
+
+def _with_info(event: HeaderDocument | DataEvent | TrailerEvent, server: str) -> Event:
+    """A decoded frame for the event stream: the HEADER document becomes a ``HeaderEvent``."""
+    return HeaderEvent(info_from_header(event, server)) if isinstance(event, HeaderDocument) else event
 
 
 def _config_path(model: str, version: int | str | None = None) -> str:
@@ -66,7 +70,6 @@ class HttpClient(ClientBase):
         base = http_url(url)
         super().__init__(base, RetryPolicy(max_retries, backoff_s, max_backoff_s))
         self._http = httpx.Client(base_url=base, timeout=httpx.Timeout(timeout_s), headers=headers)
-        self._standin: dict[tuple[str, int], bool] = {}
 
     def close(self) -> None:
         self._http.close()
@@ -79,16 +82,10 @@ class HttpClient(ClientBase):
                 decoder = FrameDecoder()
                 for piece in response.iter_bytes():
                     for event in decoder.feed(piece):
-                        yield self._header(event) if isinstance(event, HeaderDocument) else event
+                        yield _with_info(event, self.server)
                 decoder.finish()
         except httpx.TransportError as exc:
             raise _transport_error(self.server, exc) from exc
-
-    def _header(self, document: HeaderDocument) -> HeaderEvent:
-        key = (str(document["model"]), int(document["model_version"]))
-        if key not in self._standin:
-            self._standin[key] = standin_of(self._get(_config_path(*key)))
-        return HeaderEvent(info_from_header(document, self.server, self._standin[key]))
 
     def _get(self, path: str) -> Any:
         response = self._http.get(path)
@@ -125,7 +122,6 @@ class AsyncHttpClient(AsyncClientBase):
         base = http_url(url)
         super().__init__(base, RetryPolicy(max_retries, backoff_s, max_backoff_s))
         self._http = httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(timeout_s), headers=headers)
-        self._standin: dict[tuple[str, int], bool] = {}
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -138,16 +134,10 @@ class AsyncHttpClient(AsyncClientBase):
                 decoder = FrameDecoder()
                 async for piece in response.aiter_bytes():
                     for event in decoder.feed(piece):
-                        yield await self._header(event) if isinstance(event, HeaderDocument) else event
+                        yield _with_info(event, self.server)
                 decoder.finish()
         except httpx.TransportError as exc:
             raise _transport_error(self.server, exc) from exc
-
-    async def _header(self, document: HeaderDocument) -> HeaderEvent:
-        key = (str(document["model"]), int(document["model_version"]))
-        if key not in self._standin:
-            self._standin[key] = standin_of(await self._get(_config_path(*key)))
-        return HeaderEvent(info_from_header(document, self.server, self._standin[key]))
 
     async def _get(self, path: str) -> Any:
         response = await self._http.get(path)
