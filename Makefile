@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python server/caloflow_server/gen_protos.py
 	$(BIN)/python clients/python/caloflow_client/_protogen.py
 	sh docker/install-test-deps.sh
+	sh clients/cpp/install-deps.sh
 	touch $(STAMP)
 
 lint: $(STAMP)
