@@ -65,20 +65,56 @@ def _temporary(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
-class Hdf5ShowerWriter:
+class _AtomicShowerFile:
+    """A file of exactly ``count`` showers, written under a temporary name and renamed on ``close``; ``abort`` (or a
+    short ``close``) removes it. Subclasses open ``_file`` on ``_tmp`` and write the rows in ``_write``."""
+
+    _file: Any
+
+    def __init__(self, path: str | os.PathLike[str], count: int) -> None:
+        self.path = Path(path)
+        self.rows = 0
+        self._expected = count
+        self._tmp = _temporary(self.path)
+
+    def append(self, chunk: ShowerChunk) -> None:
+        stop = self.rows + chunk.n_showers
+        if stop > self._expected:
+            raise ValueError(f"{self.path}: more than the {self._expected} showers expected")
+        self._write(chunk)
+        self.rows = stop
+
+    def _write(self, chunk: ShowerChunk) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self._file is None:
+            return
+        if self.rows != self._expected:
+            self.abort()
+            raise ValueError(f"{self.path}: {self.rows} of {self._expected} showers written; file dropped")
+        self._file.close()
+        self._file = None
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._tmp.unlink(missing_ok=True)
+
+
+class Hdf5ShowerWriter(_AtomicShowerFile):
     """CaloChallenge HDF5, datasets pre-sized to the request's count; appears under ``path`` on ``close``."""
 
     def __init__(self, path: str | os.PathLike[str], info: GenerationInfo, dtype: DTypeLike = np.float32) -> None:
         import h5py  # only file output needs it
 
-        self.path = Path(path)
-        self.rows = 0
-        self._expected = info.count
         self._dtype = np.dtype(dtype)
         if not np.issubdtype(self._dtype, np.floating):
             raise InvalidRequestError("dtype", f"must be a floating type, got {self._dtype}")
-        self._tmp = _temporary(self.path)
-        self._file: Any = h5py.File(self._tmp, "w")
+        super().__init__(path, info.count)
+        self._file = h5py.File(self._tmp, "w")
         try:
             self._create(info)
         except BaseException:
@@ -98,64 +134,23 @@ class Hdf5ShowerWriter:
         for key, value in info.provenance().items():
             self._file.attrs[key] = value
 
-    def append(self, chunk: ShowerChunk) -> None:
+    def _write(self, chunk: ShowerChunk) -> None:
         stop = self.rows + chunk.n_showers
-        if stop > self._expected:
-            raise ValueError(f"{self.path}: more than the {self._expected} showers expected")
         self._energies[self.rows : stop, 0] = chunk.incident_energy_mev
         self._showers[self.rows : stop] = chunk.showers
-        self.rows = stop
-
-    def close(self) -> None:
-        if self._file is None:
-            return
-        if self.rows != self._expected:
-            self.abort()
-            raise ValueError(f"{self.path}: {self.rows} of {self._expected} showers written; file dropped")
-        self._file.close()
-        self._file = None
-        os.replace(self._tmp, self.path)
-
-    def abort(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        self._tmp.unlink(missing_ok=True)
 
 
-class NpyShowerWriter:
+class NpyShowerWriter(_AtomicShowerFile):
     """A ``.npy`` v1.0 float32 ``(count, n_voxels)`` array, rows appended as they come."""
 
     def __init__(self, path: str | os.PathLike[str], info: GenerationInfo) -> None:
-        self.path = Path(path)
-        self.rows = 0
-        self._expected = info.count
-        self._tmp = _temporary(self.path)
-        self._file: Any = self._tmp.open("wb")
+        super().__init__(path, info.count)
+        self._file = self._tmp.open("wb")
         header = {"descr": "<f4", "fortran_order": False, "shape": (info.count, info.n_voxels)}
         np.lib.format.write_array_header_1_0(self._file, header)
 
-    def append(self, chunk: ShowerChunk) -> None:
-        if self.rows + chunk.n_showers > self._expected:
-            raise ValueError(f"{self.path}: more than the {self._expected} showers expected")
+    def _write(self, chunk: ShowerChunk) -> None:
         self._file.write(np.ascontiguousarray(chunk.showers, dtype="<f4").tobytes())
-        self.rows += chunk.n_showers
-
-    def close(self) -> None:
-        if self._file is None:
-            return
-        if self.rows != self._expected:
-            self.abort()
-            raise ValueError(f"{self.path}: {self.rows} of {self._expected} showers written; file dropped")
-        self._file.close()
-        self._file = None
-        os.replace(self._tmp, self.path)
-
-    def abort(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        self._tmp.unlink(missing_ok=True)
 
 
 def read_energies_file(path: str | os.PathLike[str]) -> NDArray[np.float64]:
