@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 DATA   ?= data
 SCALE  ?= 1.0
 
-.PHONY: setup protos serve test lint typecheck pytest demo models model-photon model-pion bench-standin clean
+.PHONY: setup protos serve test lint typecheck pytest demo models model-photon model-pion bench-standin eval-demo clean
 
 setup: $(STAMP)
 
@@ -70,3 +70,8 @@ bench-standin: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Evaluate the demo models against an independent stand-in file (seed 2) with the CaloChallenge metrics:
+# eval-demo/summary.md (the README's table), eval-demo/<particle>/index.html.
+eval-demo: $(STAMP)
+	$(BIN)/caloflow evaluate-demo --repo model_repo --runs-dir $(RUNS) --data $(DATA) --out eval-demo

@@ -27,6 +27,7 @@ _GROUPS: tuple[str, ...] = (
     "bench",
     "generate",
     "models",
+    "evaluate",
 )
 
 

@@ -1,0 +1,148 @@
+"""``caloflow evaluate``: CaloChallenge metrics, plots and an HTML page for generated vs reference showers.
+
+* ``caloflow evaluate --generated GEN.h5 --reference REF.h5 --particle P --out DIR [--runs N] [--seed S]
+  [--metrics all|hist,energy,avg,corr,cls-low,cls-low-normed,cls-high,fpd,kpd] [--device auto|cpu|cuda]
+  [--max-showers N] [--cls-hidden 2048 --cls-epochs 50 ...]``
+* ``caloflow evaluate-demo``: stand-in reference files, showers from the demo models, both evaluated, and
+  a summary table (``make eval-demo``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+_PARTICLES = ("photon", "pion")
+
+
+def register(subparsers: Any) -> None:
+    _register_evaluate(subparsers)
+    _register_demo(subparsers)
+
+
+def _register_evaluate(subparsers: Any) -> None:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "evaluate", help="CaloChallenge metrics of generated showers against a reference file"
+    )
+    p.add_argument("--generated", type=Path, required=True, help="CaloChallenge HDF5 file of generated showers")
+    p.add_argument("--reference", type=Path, required=True, help="CaloChallenge HDF5 reference file (e.g. *_2)")
+    p.add_argument("--particle", choices=_PARTICLES, required=True)
+    p.add_argument("--out", type=Path, required=True, help="directory for metrics.json, index.html and PNGs")
+    p.add_argument(
+        "--metrics",
+        default="all",
+        help="'all' or a comma list of hist,energy,avg,corr,cls-low,cls-low-normed,cls-high,fpd,kpd",
+    )
+    p.add_argument("--runs", type=int, default=1, help="classifier runs per mode, mean and std reported (paper: 10)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the classifier splits and initialisations")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    p.add_argument("--max-showers", type=int, help="use at most N showers of each file (the first N rows)")
+    p.add_argument("--min-energy", type=float, default=1.0, help="voxel cut in MeV (Dataset 1: 1.0)")
+    _add_classifier_options(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(handler=_evaluate)
+
+
+def _add_classifier_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("classifier and distance settings (defaults: the published values)")
+    g.add_argument("--cls-hidden", type=int, default=2048, help="hidden width (2048)")
+    g.add_argument("--cls-epochs", type=int, default=50, help="epochs (50)")
+    g.add_argument("--cls-lr", type=float, default=2e-4, help="Adam learning rate (2e-4)")
+    g.add_argument("--cls-batch-size", type=int, default=1000, help="batch size (1000)")
+    g.add_argument("--fpd-min-samples", type=int, default=10_000, help="smallest FPD bootstrap size (10000)")
+    g.add_argument("--fpd-max-samples", type=int, default=50_000, help="largest FPD bootstrap size (50000)")
+    g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    g.add_argument("--kpd-batch-size", type=int, default=10_000, help="KPD bootstrap batch size (10000)")
+
+
+def _register_demo(subparsers: Any) -> None:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "evaluate-demo", help="evaluate the demo models against independent stand-in files; summary table"
+    )
+    p.add_argument("--repo", type=Path, default=Path("model_repo"), help="model repository (model_repo)")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="training runs, for the teacher (runs)")
+    p.add_argument("--data", type=Path, default=Path("data"), help="where the stand-in reference files go (data)")
+    p.add_argument("--out", type=Path, default=Path("eval-demo"), help="output directory (eval-demo)")
+    p.add_argument("--count", type=int, default=10_000, help="showers per particle (10000)")
+    p.add_argument("--teacher-count", type=int, default=200, help="teacher showers per particle (200; slow)")
+    p.add_argument("--reference-seed", type=int, default=2, help="stand-in seed of the references (2; training used 1)")
+    p.add_argument("--seed", type=int, default=0, help="generation and classifier seed")
+    p.add_argument("--runs", type=int, default=1, help="classifier runs per mode")
+    p.add_argument("--particles", default="photon,pion", help="comma list (photon,pion)")
+    p.add_argument("--device", default="auto")
+    _add_classifier_options(p)
+    p.set_defaults(
+        cls_hidden=256,
+        cls_epochs=30,
+        cls_batch_size=100,
+        fpd_min_samples=5_000,
+        fpd_max_samples=20_000,
+        kpd_batch_size=5_000,
+    )
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=_demo)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from caloflow.evaluation import ClassifierSettings
+
+    return ClassifierSettings(
+        hidden=args.cls_hidden, epochs=args.cls_epochs, learning_rate=args.cls_lr, batch_size=args.cls_batch_size
+    )
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from caloflow.evaluation import EvaluationConfig, evaluate, parse_metrics
+    from caloflow.evaluation.run import summary_row
+
+    config = EvaluationConfig(
+        generated=args.generated,
+        reference=args.reference,
+        particle=args.particle,
+        out=args.out,
+        metrics=parse_metrics(args.metrics),
+        runs=args.runs,
+        seed=args.seed,
+        device=args.device,
+        max_showers=args.max_showers,
+        min_energy_mev=args.min_energy,
+        classifier=_settings(args),
+        fpd_min_samples=args.fpd_min_samples,
+        fpd_max_samples=args.fpd_max_samples,
+        threads=args.threads,
+        kpd_batch_size=args.kpd_batch_size,
+        progress=not args.no_progress,
+    )
+    result = evaluate(config)
+    row = {k: v for k, v in summary_row(result).items() if v is not None}
+    print(" ".join(f"{k}={v:.4g}" for k, v in row.items()))
+    print(f"wrote {args.out / 'metrics.json'} and {args.out / 'index.html'} ({len(result.plots)} plots)")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from caloflow.evaluation.demo import DemoConfig, run_demo
+
+    config = DemoConfig(
+        repo=args.repo,
+        runs_dir=args.runs_dir,
+        data=args.data,
+        out=args.out,
+        particles=tuple(p.strip() for p in args.particles.split(",") if p.strip()),
+        count=args.count,
+        teacher_count=args.teacher_count,
+        reference_seed=args.reference_seed,
+        seed=args.seed,
+        runs=args.runs,
+        device=args.device,
+        classifier=_settings(args),
+        threads=1 if args.threads is None else args.threads,
+        fpd_min_samples=args.fpd_min_samples,
+        fpd_max_samples=args.fpd_max_samples,
+        kpd_batch_size=args.kpd_batch_size,
+        progress=not args.no_progress,
+    )
+    summary = run_demo(config)
+    print(summary.read_text())
+    return 0
