@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 DATA   ?= data
 SCALE  ?= 1.0
 
-.PHONY: setup protos serve test lint typecheck pytest demo models model-photon model-pion bench-standin eval-demo clean
+.PHONY: setup protos serve test lint typecheck pytest demo models model-photon model-pion bench-standin bench-generate bench-serve eval-demo clean
 
 setup: $(STAMP)
 
@@ -75,3 +75,12 @@ clean:
 # eval-demo/summary.md (the README's table), eval-demo/<particle>/index.html.
 eval-demo: $(STAMP)
 	$(BIN)/caloflow evaluate-demo --repo model_repo --runs-dir $(RUNS) --data $(DATA) --out eval-demo
+
+# Benchmarks: figures printed, never timed assertions. Generation speed of the published (paper-size,
+# untrained) photon pipeline in every format against the nflows reference; the server against the model alone.
+bench-generate: $(STAMP)
+	$(BIN)/caloflow bench generate --model paper-photon --batch-sizes 1,100,1000,10000 \
+		--formats eager,fast,fast_onnx,onnx --compare-reference --threads 2 --json bench_generate.json
+
+bench-serve: $(STAMP)
+	$(BIN)/caloflow bench serve --model caloflow_photon --count 1000000 --json bench_serve.json

@@ -147,7 +147,8 @@ def _server_layout(env: dict[str, str]) -> tuple[int, int, int | None]:
     """(batch showers, concurrent model calls, intra-op threads) the server will use with these settings."""
     from caloflow_server.settings import Settings
 
-    settings = Settings(**{name.removeprefix("CALOFLOW_").lower(): value for name, value in env.items()})
+    overrides: dict[str, Any] = {name.removeprefix("CALOFLOW_").lower(): value for name, value in env.items()}
+    settings = Settings(**overrides)  # the environment too, as the server process will see it
     return settings.batch_showers, settings.concurrent_batches, settings.op_threads
 
 

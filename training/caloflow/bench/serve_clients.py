@@ -59,23 +59,16 @@ def http_stream(url: str, model: str, energy_mev: float, count: int) -> float:
 
 
 def grpc_stream(target: str, model: str, energy_mev: float, count: int) -> float:
-    """Seconds to read a ``count``-shower native gRPC ``Generate`` stream; its trailer must say ok."""
-    import grpc
+    """Seconds to read a ``count``-shower native gRPC ``Generate`` stream with the project's Python client (which
+    checks the chunk order and the trailer's sha256)."""
+    from caloflow_client import GrpcClient
 
-    from caloflow_server._proto.caloflow.v1 import showers_pb2 as pb
-    from caloflow_server._proto.caloflow.v1 import showers_pb2_grpc as pb_grpc
-
-    options = [("grpc.max_receive_message_length", 64 << 20)]
-    request = pb.GenerateRequest(model=model, energy_mev=energy_mev, count=count, seed=1)
     received = 0
-    status = ""
     started = time.perf_counter()
-    with grpc.insecure_channel(target, options=options) as channel:
-        for chunk in pb_grpc.ShowerServiceStub(channel).Generate(request, timeout=3600):
+    with GrpcClient(target, timeout_s=600) as client:
+        for chunk in client.stream(model=model, energy_mev=energy_mev, count=count, seed=1):
             received += chunk.n_showers
-            if chunk.HasField("trailer"):
-                status = chunk.trailer.status
     seconds = time.perf_counter() - started
-    if status != "ok" or received != count:
-        raise CLIError(f"gRPC stream ended with status {status!r} after {received} of {count} showers")
+    if received != count:
+        raise CLIError(f"gRPC stream ended after {received} of {count} showers")
     return seconds

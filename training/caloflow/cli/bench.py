@@ -11,7 +11,7 @@ import importlib
 from typing import Any
 
 # subcommand -> module under caloflow.bench
-_SUBCOMMANDS: tuple[str, ...] = ("serve",)
+_SUBCOMMANDS: tuple[str, ...] = ("serve", "generate")
 
 
 def register(subparsers: Any) -> None:

@@ -1,0 +1,122 @@
+"""``caloflow bench generate``: the command and its JSON records, the nflows reference (the published
+architecture) computing the same showers as our pipeline, and the fast path giving the plain path's showers.
+
+No timing is asserted: the figures are printed by the command, these tests check what they are made of.
+"""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from caloflow.bench._generate_runners import untrained
+from caloflow.bench.nflows_reference import reference_from_sampler
+from caloflow.cli import main
+from caloflow.export.fast import fast_sampler
+from caloflow.export.packing import folded_copy
+from caloflow.export.parity import compare, parity_inputs
+from caloflow.flows.spline import rqs_inverse
+from caloflow.flows.spline_pm import rqs_inverse_param_major
+from caloflow.training.models import count_parameters
+
+RECORD_FIELDS = {
+    "model",
+    "format",
+    "device",
+    "batch_size",
+    "threads",
+    "calls",
+    "ms_per_shower",
+    "ms_per_shower_p25",
+    "ms_per_shower_p75",
+    "ms_per_shower_min",
+    "ms_per_shower_max",
+    "showers_per_s",
+    "reference_ratio",
+    "max_shower_l1_vs_eager",
+}
+
+
+def _showers(module: torch.nn.Module, noise_dim: int, batch: int) -> np.ndarray:
+    energies, noise = parity_inputs(noise_dim, batch, seed=batch)
+    with torch.inference_mode():
+        return module(torch.from_numpy(energies), torch.from_numpy(noise)).numpy()
+
+
+def test_command_writes_one_record_per_format_and_batch(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bench.json"
+    args = ["bench", "generate", "--model", "tiny-photon", "--batch-sizes", "1,40", "--formats", "eager,fast"]
+    assert (
+        main(
+            [*args, "--threads", "1", "--seconds", "0.05", "--repeats", "3", "--compare-reference", "--json", str(out)]
+        )
+        == 0
+    )
+    records = json.loads(out.read_text())
+    assert {(r["format"], r["batch_size"]) for r in records} == {
+        (f, b) for f in ("eager", "fast", "nflows_reference") for b in (1, 40)
+    }
+    for r in records:
+        assert set(r) == RECORD_FIELDS
+        assert r["device"] == "cpu" and r["threads"] == 1 and r["calls"] >= 3
+        figures = [r[k] for k in RECORD_FIELDS if k.startswith("ms_") or k in ("showers_per_s", "reference_ratio")]
+        assert all(math.isfinite(v) and v > 0 for v in figures)
+        assert r["ms_per_shower_min"] <= r["ms_per_shower_p25"] <= r["ms_per_shower"] <= r["ms_per_shower_p75"]
+        assert r["ms_per_shower_p75"] <= r["ms_per_shower_max"]
+        assert r["max_shower_l1_vs_eager"] < 1e-4  # every format generated the eager showers
+    table = capsys.readouterr().out
+    assert "x vs reference" in table and "batch 40:" in table
+
+
+def test_bad_options_name_the_field(capsys) -> None:
+    assert main(["bench", "generate", "--model", "tiny-photon", "--batch-sizes", "1,x"]) == 2
+    assert "--batch-sizes" in capsys.readouterr().err
+    assert main(["bench", "generate", "--model", "tiny-photon", "--formats", "eager,warp"]) == 2
+    assert "--formats" in capsys.readouterr().err
+    assert main(["bench", "generate", "--model", "no-such-model"]) == 2
+    assert "--model" in capsys.readouterr().err
+
+
+def test_nflows_reference_has_the_published_paper_parameter_counts() -> None:
+    """Built from nflows with the paper preset's sizes: flow-I 97 842 and student 56 457 088 parameters,
+    the published photon counts (method notes 3.6), equal to our flows' counts."""
+    sampler, prep = untrained("paper", "photon", device="meta")
+    with torch.device("meta"):
+        reference = reference_from_sampler(sampler, prep, copy=False)
+    assert sum(p.numel() for p in reference.flow1.parameters()) == count_parameters(sampler.flow1) == 97_842
+    assert sum(p.numel() for p in reference.student.parameters()) == count_parameters(sampler.flow2) == 56_457_088
+
+
+def test_nflows_reference_with_copied_weights_generates_our_showers() -> None:
+    """Same weights, same noise: the published generation path gives our showers (float32 rounding)."""
+    sampler, prep = untrained("tiny", "photon", seed=3)
+    reference = reference_from_sampler(sampler, prep)
+    for batch in (1, 200):
+        result = compare(
+            _showers(reference, sampler.noise_dim, batch), _showers(sampler, sampler.noise_dim, batch), 0.01
+        )
+        assert result["violations"] == 0 and result["max_shower_l1"] < 1e-4, result
+
+
+@pytest.mark.parametrize(("preset", "groups", "chunk"), [("tiny", 4, 64), ("tiny", 1, None), ("small", 8, 32)])
+def test_fast_path_generates_the_plain_showers(preset: str, groups: int, chunk: int | None) -> None:
+    sampler, _ = untrained(preset, "photon", seed=4)
+    plain = folded_copy(sampler, float16=False)
+    fast = fast_sampler(plain, groups=groups, chunk=chunk)
+    for batch in (1, 150):
+        result = compare(_showers(fast, sampler.noise_dim, batch), _showers(plain, sampler.noise_dim, batch), 0.01)
+        assert result["violations"] == 0 and result["max_shower_l1"] < 1e-4, result
+
+
+def test_param_major_spline_inverse_equals_the_plain_one() -> None:
+    generator = torch.Generator().manual_seed(0)
+    params = 2.0 * torch.randn(300, 50, 23, generator=generator)
+    y = 6.0 * torch.randn(300, 50, generator=generator)
+    y[0, :4] = torch.tensor([14.0, -14.0, 20.0, -20.0])  # bounds and both linear tails
+    expected, _ = rqs_inverse(y, params)
+    got = rqs_inverse_param_major(y, params.transpose(1, 2).contiguous())
+    assert torch.equal(got[0, 2:4], y[0, 2:4])
+    assert torch.allclose(got, expected, atol=2e-4, rtol=0)
