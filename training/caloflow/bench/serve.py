@@ -21,11 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,11 +29,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from caloflow.cli import CLIError
 
-_READY = re.compile(r"caloflow-serve ready: http=(\d+) grpc=(\d+) metrics=(\d+)")
+if TYPE_CHECKING:
+    from caloflow_server.process import ServerProcess
 
 
 def register(subparsers: Any) -> None:
@@ -114,20 +111,20 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _measure_server(server: _Server, args: argparse.Namespace, report: Report) -> None:
+def _measure_server(server: ServerProcess, args: argparse.Namespace, report: Report) -> None:
     from caloflow.bench.serve_clients import grpc_stream, http_stream, one_shower_latencies
 
     report.rss_before_mb = server.rss_mb()
-    report.idle_latency = Latency.of(one_shower_latencies(server.http_url, args.model, args.latency_requests))
+    report.idle_latency = Latency.of(one_shower_latencies(server.url, args.model, args.latency_requests))
     print(f"idle one-shower latency: {_latency_text(report.idle_latency)}", flush=True)
     stop = threading.Event()
     probe: list[float] = []
     prober = threading.Thread(
-        target=lambda: probe.extend(one_shower_latencies(server.http_url, args.model, None, stop)), daemon=True
+        target=lambda: probe.extend(one_shower_latencies(server.url, args.model, None, stop)), daemon=True
     )
     prober.start()
     try:
-        seconds = http_stream(server.http_url, args.model, args.energy_mev, args.count)
+        seconds = http_stream(server.url, args.model, args.energy_mev, args.count)
     finally:
         stop.set()
         prober.join()
@@ -183,58 +180,23 @@ def _engine_rate(
         return showers / (time.perf_counter() - started)
 
 
-class _Server:
-    def __init__(self, process: subprocess.Popen[bytes], log: Path) -> None:
-        self.process, self.log = process, log
-        self.http = self.grpc = 0
-
-    def wait_ready(self, timeout_s: float = 300.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            match = _READY.search(self.log.read_text(errors="replace"))
-            if match:
-                self.http, self.grpc = int(match.group(1)), int(match.group(2))
-                return
-            if self.process.poll() is not None:
-                raise CLIError(f"the server exited with {self.process.returncode}:\n{self.log.read_text()[-4000:]}")
-            time.sleep(0.2)
-        raise CLIError(f"the server was not ready within {timeout_s:.0f} s:\n{self.log.read_text()[-4000:]}")
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.http}"
-
-    @property
-    def grpc_target(self) -> str:
-        return f"127.0.0.1:{self.grpc}"
-
-    def rss_mb(self, key: str = "VmRSS") -> float:
-        """Resident memory (``VmRSS``) or its peak (``VmHWM``) from ``/proc``, in MB."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith(f"{key}:"):
-                return int(line.split()[1]) / 1024.0
-        raise CLIError(f"/proc/{self.process.pid}/status has no {key}")
-
-
 @contextmanager
-def _server(repo: Path, model: str, env: dict[str, str]) -> Iterator[_Server]:
-    command = [sys.executable, "-m", "caloflow_server.main", "--repo", str(repo), "--models", model,
-               "--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"]  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="caloflow-bench-") as scratch:
-        log = Path(scratch) / "server.log"
-        with log.open("wb") as sink:
-            process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **env})
-        server = _Server(process, log)
+def _server(repo: Path, model: str, env: dict[str, str]) -> Iterator[ServerProcess]:
+    """A ready server process serving ``model``, stopped with SIGTERM (drained) afterwards."""
+    from caloflow_server.process import ServerStartError, launch_server
+
+    with (
+        tempfile.TemporaryDirectory(prefix="caloflow-bench-") as scratch,
+        launch_server(repo, Path(scratch) / "server.log", env, ("--models", model)) as server,
+    ):
         try:
-            server.wait_ready()
+            server.wait_ready(timeout_s=300.0)
+        except ServerStartError as exc:
+            raise CLIError(str(exc)) from exc
+        try:
             yield server
         finally:
-            process.terminate()
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            server.stop()
 
 
 def _parse_env(item: str) -> tuple[str, str]:
