@@ -115,13 +115,12 @@ def _measure_server(server: ServerProcess, args: argparse.Namespace, report: Rep
     from caloflow.bench.serve_clients import grpc_stream, http_stream, one_shower_latencies
 
     report.rss_before_mb = server.rss_mb()
-    report.idle_latency = Latency.of(one_shower_latencies(server.url, args.model, args.latency_requests))
+    probe_args = (server.url, args.model, args.energy_mev)
+    report.idle_latency = Latency.of(one_shower_latencies(*probe_args, args.latency_requests))
     print(f"idle one-shower latency: {_latency_text(report.idle_latency)}", flush=True)
     stop = threading.Event()
     probe: list[float] = []
-    prober = threading.Thread(
-        target=lambda: probe.extend(one_shower_latencies(server.url, args.model, None, stop)), daemon=True
-    )
+    prober = threading.Thread(target=lambda: probe.extend(one_shower_latencies(*probe_args, None, stop)), daemon=True)
     prober.start()
     try:
         seconds = http_stream(server.url, args.model, args.energy_mev, args.count)

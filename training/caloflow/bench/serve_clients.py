@@ -17,7 +17,12 @@ _NPY_READ = 1 << 20
 
 
 def one_shower_latencies(
-    url: str, model: str, count: int | None, stop: threading.Event | None = None, pause_s: float = 0.02
+    url: str,
+    model: str,
+    energy_mev: float,
+    count: int | None,
+    stop: threading.Event | None = None,
+    pause_s: float = 0.02,
 ) -> list[float]:
     """Latency (s) of one-shower ``/generate`` requests (npy), sent one after another over one connection.
 
@@ -26,7 +31,7 @@ def one_shower_latencies(
     latencies: list[float] = []
     with httpx.Client(base_url=url, timeout=120, headers={"Accept": "application/x-npy"}) as client:
         while (count is None or len(latencies) < count) and not (stop is not None and stop.is_set()):
-            body = {"model": model, "energy_mev": 65_536.0, "count": 1, "seed": len(latencies)}
+            body = {"model": model, "energy_mev": energy_mev, "count": 1, "seed": len(latencies)}
             started = time.perf_counter()
             response = client.post("/generate", json=body)
             latencies.append(time.perf_counter() - started)
