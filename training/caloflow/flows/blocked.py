@@ -115,7 +115,11 @@ class BlockedIAF(nn.Module):
 
 
 class FastMAFInverse(nn.Module):
-    """``x = RQS^-1`` direction (sampling) of a trained MAF :class:`AutoregressiveRQS` (see the module doc)."""
+    """``x = RQS^-1`` direction (sampling) of a trained MAF :class:`AutoregressiveRQS` (see the module doc).
+
+    Pass k adds feature k - 1's column of the first layer to the running pre-activation (a rank-1 update)
+    instead of multiplying all k final features again: a few ops per pass, which is what batch 1 pays for.
+    """
 
     def __init__(self, block: AutoregressiveRQS) -> None:
         super().__init__()
@@ -129,17 +133,20 @@ class FastMAFInverse(nn.Module):
         rows = [_param_major_rows(range(f, f + 1), self.params_per_feature) for f in range(self.features)]
         self.w_out = nn.ParameterList(nn.Parameter(final[r].contiguous(), requires_grad=False) for r in rows)
         self.b_out = nn.ParameterList(nn.Parameter(bias[r].contiguous(), requires_grad=False) for r in rows)
+        columns = self.stack.w_in.detach().t()
+        self.w_in_columns = nn.ParameterList(
+            nn.Parameter(columns[f].contiguous(), requires_grad=False) for f in range(self.features)
+        )
 
     def forward(self, z: Tensor, c: Tensor) -> Tensor:
         s = self.spline
-        context = self.stack.context_term(c) + self.stack.b_in
+        pre = self.stack.context_term(c) + self.stack.b_in
         done: list[Tensor] = []
-        for k, (w, b) in enumerate(zip(self.w_out, self.b_out, strict=True)):
-            pre = context if k == 0 else context + F.linear(torch.cat(done, dim=1), self.stack.w_in[:, :k])
-            params = F.linear(self.stack.hidden(pre), w, b).reshape(-1, self.params_per_feature, 1)
+        for k, (w, b, z_k) in enumerate(zip(self.w_out, self.b_out, torch.split(z, 1, dim=1), strict=True)):
+            if k > 0:
+                pre = pre + done[-1] * self.w_in_columns[k - 1]
+            params = F.linear(self.stack.hidden(pre), w, b).unsqueeze(2)  # (B, 3K - 1, 1)
             done.append(
-                rqs_inverse_param_major(
-                    z[:, k : k + 1], params, s.tail_bound, s.min_bin_width, s.min_bin_height, s.min_derivative
-                )
+                rqs_inverse_param_major(z_k, params, s.tail_bound, s.min_bin_width, s.min_bin_height, s.min_derivative)
             )
         return torch.cat(done, dim=1)
