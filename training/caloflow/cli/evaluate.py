@@ -65,7 +65,7 @@ def _register_demo(subparsers: Any) -> None:
     p.add_argument("--data", type=Path, default=Path("data"), help="where the stand-in reference files go (data)")
     p.add_argument("--out", type=Path, default=Path("eval-demo"), help="output directory (eval-demo)")
     p.add_argument("--count", type=int, default=10_000, help="showers per particle (10000)")
-    p.add_argument("--teacher-count", type=int, default=200, help="teacher showers per particle (200; slow)")
+    p.add_argument("--teacher-count", type=int, default=10_000, help="teacher showers per particle (10000)")
     p.add_argument("--reference-seed", type=int, default=2, help="stand-in seed of the references (2; training used 1)")
     p.add_argument("--seed", type=int, default=0, help="generation and classifier seed")
     p.add_argument("--runs", type=int, default=1, help="classifier runs per mode")

@@ -1,4 +1,10 @@
-"""Generate showers from a trained run into a CaloChallenge file, in batches, with provenance attributes."""
+"""Generate showers from a trained run into a CaloChallenge file, in batches, with provenance attributes.
+
+Sampling runs the fast form of the sampler (:mod:`caloflow.export.fast`: the same function up to float
+rounding, no log-determinants, masked-out weights skipped). For the teacher that matters most: its MAF
+inverse recomputed all D features' spline parameters in each of its D passes (measured on the ``small``
+photon run, 1 thread, batch 100: 668 ms per shower plain, 37 ms fast).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from tqdm import tqdm
 from caloflow import __version__
 from caloflow.data.energies import ds1_energy_multiset
 from caloflow.data.hdf5 import ShowerWriter, read_incident_energies
+from caloflow.export.fast import fast_sampler
 from caloflow.sampler import draw_noise
 from caloflow.training.run_dir import TrainedRun, load_run
 from caloflow.training.runner import resolve_device
@@ -27,7 +34,7 @@ def iter_samples(
     batch_size: int = 1000,
     device: torch.device | str = "cpu",
 ) -> Iterator[NDArray[np.float32]]:
-    sampler = run.sampler(flow).to(device)
+    sampler = fast_sampler(run.sampler(flow), chunk=None).to(device)
     generator = torch.Generator(device=device).manual_seed(seed)
     with torch.no_grad():
         for start in range(0, len(energies_mev), batch_size):
