@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
+import torch._inductor
 from numpy.typing import NDArray
 from torch import Tensor, nn
 
@@ -24,6 +25,7 @@ from caloflow.cli import CLIError
 from caloflow.data.geometry import geometry_for
 from caloflow.export import FILENAMES, export_sampler, load_runner
 from caloflow.export._root import INPUT_NAMES, example_inputs
+from caloflow.export.aoti_format import compile_package
 from caloflow.export.fast import fast_sampler
 from caloflow.export.onnx_format import export_onnx
 from caloflow.export.packing import folded_copy
@@ -195,7 +197,14 @@ def _fast_loaders(sampler: CaloFlowSampler, options: Options) -> dict[str, Calla
         export_onnx(_fast_program(sampler, options), path, {"caloflow.fast_groups": options.groups})
         return _onnx_runner(path, options, options.chunk)
 
-    return {"fast": fast, "fast_torchscript": fast_torchscript, "fast_onnx": fast_onnx}
+    def fast_aoti() -> Runner:
+        if device != "cpu":
+            raise CLIError("--formats fast_aoti: compiled for the CPU only")
+        path = options.scratch / "fast.aoti.pt2"
+        compile_package(_fast_program(sampler, options), path)
+        return _torch_runner(torch._inductor.aoti_load_package(str(path)), device, options.chunk)
+
+    return {"fast": fast, "fast_torchscript": fast_torchscript, "fast_onnx": fast_onnx, "fast_aoti": fast_aoti}
 
 
 def _artifact_runner(path: Path, fmt: str, options: Options) -> Runner:

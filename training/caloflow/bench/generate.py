@@ -31,7 +31,7 @@ from typing import Any
 
 __all__ = ["FORMATS", "Timing", "register"]
 
-FORMATS = ("eager", "fast", "fast_torchscript", "fast_onnx", "onnx", "torchscript", "torch_export", "aoti")
+FORMATS = ("eager", "fast", "fast_torchscript", "fast_onnx", "fast_aoti", "onnx", "torchscript", "torch_export", "aoti")
 REFERENCE = "nflows_reference"
 DEFAULT_FORMATS = "eager,fast,onnx"
 
