@@ -74,6 +74,17 @@ def test_command_writes_one_record_per_format_and_batch(tmp_path: Path, capsys) 
     assert "x vs reference" in table and "batch 40:" in table
 
 
+def test_fast_aoti_compiles_the_fast_graph_and_generates_the_eager_showers(tmp_path: Path) -> None:
+    """AOTInductor (gcc over the generated C++: about a minute for the tiny model) on batches 1 and 300,
+    the second above ``--chunk``, so the compiled graph also runs chunk by chunk."""
+    out = tmp_path / "bench.json"
+    args = ["bench", "generate", "--model", "tiny-photon", "--batch-sizes", "1,300", "--formats", "eager,fast_aoti"]
+    assert main([*args, "--threads", "1", "--seconds", "0.05", "--repeats", "3", "--json", str(out)]) == 0
+    records = {(r["format"], r["batch_size"]): r for r in json.loads(out.read_text())}
+    assert set(records) == {(f, b) for f in ("eager", "fast_aoti") for b in (1, 300)}
+    assert all(records["fast_aoti", b]["max_shower_l1_vs_eager"] < 1e-4 for b in (1, 300))
+
+
 def test_bad_options_name_the_field(capsys) -> None:
     assert main(["bench", "generate", "--model", "tiny-photon", "--batch-sizes", "1,x"]) == 2
     assert "--batch-sizes" in capsys.readouterr().err

@@ -201,7 +201,7 @@ def _fast_loaders(sampler: CaloFlowSampler, options: Options) -> dict[str, Calla
         if device != "cpu":
             raise CLIError("--formats fast_aoti: compiled for the CPU only")
         path = options.scratch / "fast.aoti.pt2"
-        compile_package(_fast_program(sampler, options), path)
+        compile_package(_fast_program(sampler, options), path, freezing=True)
         return _torch_runner(torch._inductor.aoti_load_package(str(path)), device, options.chunk)
 
     return {"fast": fast, "fast_torchscript": fast_torchscript, "fast_onnx": fast_onnx, "fast_aoti": fast_aoti}

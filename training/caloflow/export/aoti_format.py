@@ -22,9 +22,13 @@ def aoti_version() -> str:
     return f"aoti torch {torch.__version__.split('+')[0]} cpu"
 
 
-def compile_package(program: ExportedProgram, path: Path) -> str:
-    """Compile ``program`` into the package ``path``; returns the format version string."""
-    torch._inductor.aoti_compile_and_package(
-        program, package_path=str(path), inductor_configs={"aot_inductor.use_runtime_constant_folding": True}
-    )
+def compile_package(program: ExportedProgram, path: Path, *, freezing: bool = False) -> str:
+    """Compile ``program`` into the package ``path``; returns the format version string.
+
+    ``freezing`` treats the weights as constants of the compiled code (oneDNN pre-packs the linear
+    layers' weights): for a program whose weights are already plain float32 tensors (the fast graph).
+    Without it, runtime constant folding rebuilds a compact program's packed weights once, at the first call.
+    """
+    configs = {"freezing": True} if freezing else {"aot_inductor.use_runtime_constant_folding": True}
+    torch._inductor.aoti_compile_and_package(program, package_path=str(path), inductor_configs=configs)
     return aoti_version()
