@@ -1,5 +1,6 @@
 """Export: every format reproduces the eager sampler (batch 1 and 1000), loads without caloflow, keeps the
-batch dimension dynamic; compact artifacts are small and ONNX Runtime folds their weights back at load."""
+batch dimension dynamic; compact artifacts are small and ONNX Runtime folds their weights back at load; the
+fast ONNX graph keeps the ONNX contract and the float16 weights, and the server prefers it."""
 
 import json
 import subprocess
@@ -13,6 +14,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from onnx import helper, numpy_helper
 
 import caloflow.export
 from caloflow.data.standin import write_standin_file
@@ -27,14 +29,19 @@ from caloflow.export import (
     load_runner,
     reference_sampler,
 )
+from caloflow.export.fast import DEFAULT_GROUPS, fast_sampler
+from caloflow.export.onnx_float16 import is_float16_exact, store_float16
 from caloflow.export.onnx_format import export_onnx
 from caloflow.export.packing import PackedMaskedLinear, prepare_for_export
 from caloflow.export.parity import compare, parity_inputs
 from caloflow.flows import MADE, MaskedLinear
+from caloflow.publish import build_manifest
 from caloflow.training import runner
 from caloflow.training.run_dir import TrainedRun, load_run
+from caloflow_repo import ModelRepository
+from caloflow_server import OnnxRuntimeBackend, load_runtime
 
-FORMATS = ("onnx", "torchscript", "torch_export")
+FORMATS = ("onnx", "fast_onnx", "torchscript", "torch_export")
 
 
 @pytest.fixture(scope="module")
@@ -82,13 +89,14 @@ def test_artifacts_are_named_and_versioned(exported) -> None:
     out, artifacts = exported
     assert [(a.filename, a.format) for a in artifacts] == [
         ("model.onnx", "onnx"),
+        ("model.fast.onnx", "fast_onnx"),
         ("model.pt", "torchscript"),
         ("model.pt2", "torch_export"),
     ]
     assert all((out / a.filename).stat().st_size > 0 for a in artifacts)
-    assert artifacts[0].format_version == "onnx opset 18 / ir 10"
-    assert artifacts[1].format_version.startswith("torchscript torch 2.")
-    assert artifacts[2].format_version.startswith("torch.export torch 2.")
+    assert artifacts[0].format_version == artifacts[1].format_version == "onnx opset 18 / ir 10"
+    assert artifacts[2].format_version.startswith("torchscript torch 2.")
+    assert artifacts[3].format_version.startswith("torch.export torch 2.")
 
 
 def test_every_format_matches_eager_at_batch_1_and_1000(trained, exported) -> None:
@@ -105,7 +113,7 @@ def test_every_format_matches_eager_at_batch_1_and_1000(trained, exported) -> No
 def test_parity_check_fails_on_a_different_model(trained, exported) -> None:
     out, artifacts = exported
     other = reference_sampler(trained, compact=False)  # float32 weights: differs from the float16 artifact
-    with pytest.raises(ParityError, match="differ from eager"):
+    with pytest.raises(ParityError, match="differ from the float64 reference"):
         check_parity(out, artifacts[:1], other, batch_sizes=(200,), atol=0.0, rtol=1e-6)
 
 
@@ -136,6 +144,30 @@ def test_onnx_keeps_constants_near_zero_and_one(tmp_path: Path) -> None:
     np.testing.assert_allclose(session.run(None, feeds)[0], np.full((3, 2), -8.0 + 0.999996), rtol=1e-7)
 
 
+def test_float16_storage_rebuilds_every_band_exactly_and_skips_inexact_weights() -> None:
+    rng = np.random.default_rng(0)
+    banded = np.tril(rng.standard_normal((40, 120)).astype(np.float16).astype(np.float32), k=60)
+    banded[3] = 0.0  # an empty row
+    banded[5, :10], banded[5, 50:] = 0.0, 0.0  # leading and trailing zeros
+    banded[7, 20] = 0.0  # a zero inside the band
+    inexact = rng.standard_normal((40, 120)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["X", "banded"], ["sum"]), helper.make_node("Add", ["sum", "inexact"], ["Y"])],
+        "bands",
+        [helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, [40, 120])],
+        [helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, [40, 120])],
+        [numpy_helper.from_array(banded, "banded"), numpy_helper.from_array(inexact, "inexact")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+    assert store_float16(model, min_elements=1) == ["banded"]
+    onnx.checker.check_model(model, full_check=True)
+    stored = {i.name: i.data_type for i in model.graph.initializer}
+    assert stored["inexact"] == onnx.TensorProto.FLOAT and "banded" not in stored
+    x = rng.standard_normal((40, 120)).astype(np.float32)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(session.run(None, {"X": x})[0], (x + banded) + inexact)
+
+
 _WITHOUT_CALOFLOW = textwrap.dedent(
     """
     import sys
@@ -152,6 +184,9 @@ _WITHOUT_CALOFLOW = textwrap.dedent(
         session = result.setdefault("session", ort.InferenceSession(
             out + "/model.onnx", providers=["CPUExecutionProvider"]))
         onnx_out = session.run(None, {"INCIDENT_ENERGY": energies, "NOISE": noise})[0]
+        fast = result.setdefault("fast", ort.InferenceSession(
+            out + "/model.fast.onnx", providers=["CPUExecutionProvider"]))
+        fast_out = fast.run(None, {"INCIDENT_ENERGY": energies, "NOISE": noise})[0]
         module = result.setdefault("ts", torch.jit.load(out + "/model.pt"))
         if batch == 2:
             result["materialized"] = int(module.materialize())
@@ -159,9 +194,9 @@ _WITHOUT_CALOFLOW = textwrap.dedent(
         with torch.inference_mode():
             ts_out = module(torch.from_numpy(energies), torch.from_numpy(noise)).numpy()
             pt2_out = program(torch.from_numpy(energies), torch.from_numpy(noise)).numpy()
-        result[batch] = [a.tolist() for a in (energies, noise, onnx_out, ts_out, pt2_out)]
+        result[batch] = [a.tolist() for a in (energies, noise, onnx_out, fast_out, ts_out, pt2_out)]
     assert not any(name.startswith("caloflow") for name in sys.modules if sys.modules[name] is not None)
-    print(json.dumps({k: v for k, v in result.items() if k not in ("session", "ts", "pt2")}))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("session", "fast", "ts", "pt2")}))
     """
 )
 
@@ -197,12 +232,13 @@ def test_io_spec_matches_the_graphs(trained, exported) -> None:
         {"name": "NOISE", "dtype": "float32", "shape": [-1, noise_dim], "unit": "standard normal"},
     ]
     assert spec["outputs"] == [{"name": "SHOWERS", "dtype": "float32", "shape": [-1, voxels], "unit": "MeV"}]
-    graph = onnx.load(str(out / "model.onnx"), load_external_data=False).graph
-    for value, described in zip([*graph.input, *graph.output], [*spec["inputs"], *spec["outputs"]], strict=True):
-        dims = value.type.tensor_type.shape.dim
-        assert value.name == described["name"]
-        assert value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
-        assert [d.dim_param or d.dim_value for d in dims] == ["batch", described["shape"][1]]
+    for name in ("model.onnx", "model.fast.onnx"):
+        graph = onnx.load(str(out / name), load_external_data=False).graph
+        for value, described in zip([*graph.input, *graph.output], [*spec["inputs"], *spec["outputs"]], strict=True):
+            dims = value.type.tensor_type.shape.dim
+            assert value.name == described["name"]
+            assert value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+            assert [d.dim_param or d.dim_value for d in dims] == ["batch", described["shape"][1]]
     module = torch.jit.load(str(out / "model.pt"))
     assert [a.name for a in module.forward.schema.arguments][1:] == ["INCIDENT_ENERGY", "NOISE"]
 
@@ -227,16 +263,17 @@ def test_compact_artifacts_are_much_smaller_than_dense(trained, exported, tmp_pa
     dense_bytes = (tmp_path / dense.filename).stat().st_size
     student_weight_bytes = 4 * sum(m.weight.numel() for m in trained.student.modules() if isinstance(m, MaskedLinear))
     assert dense_bytes > student_weight_bytes  # the dense file holds every float32 weight
-    for name in ("model.pt", "model.onnx", "model.pt2"):
+    for name in ("model.pt", "model.onnx", "model.fast.onnx", "model.pt2"):
         # unmasked half in float16: a quarter of the weights, plus graph and degree vectors
         assert (out / name).stat().st_size < 0.4 * dense_bytes, name
 
 
-def test_onnxruntime_folds_the_packed_weights_at_session_creation(exported, tmp_path: Path) -> None:
+@pytest.mark.parametrize("filename", ["model.onnx", "model.fast.onnx"])
+def test_onnxruntime_folds_the_packed_weights_at_session_creation(exported, tmp_path: Path, filename: str) -> None:
     out, _ = exported
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    session = ort.InferenceSession(str(out / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(out / filename), options, providers=["CPUExecutionProvider"])
     optimized = onnx.load(str(tmp_path / "optimized.onnx"))
     initializers = {i.name: i for i in optimized.graph.initializer}
     assert not [i.name for i in initializers.values() if i.data_type == onnx.TensorProto.FLOAT16]
@@ -290,6 +327,51 @@ def test_compact_packs_the_student_in_float16_and_keeps_flow1_float32(trained) -
 
 def _mades(flow: torch.nn.Module) -> list[MADE]:
     return [m for m in flow.modules() if isinstance(m, MADE)]
+
+
+def _metadata(path: Path) -> dict[str, object]:
+    return {p.key: json.loads(p.value) for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
+def test_fast_onnx_is_the_fast_graph_with_the_onnx_contract(exported) -> None:
+    out, _ = exported
+    fast, plain = _metadata(out / "model.fast.onnx"), _metadata(out / "model.onnx")
+    assert fast["caloflow.form"] == "fast" and fast["caloflow.fast_groups"] == DEFAULT_GROUPS
+    assert fast["caloflow.io"] == plain["caloflow.io"] and fast["caloflow.compact"] is plain["caloflow.compact"] is True
+    assert "caloflow.form" not in plain
+
+
+def test_compact_fast_onnx_stores_the_float16_student_weights(trained, exported) -> None:
+    """The student's weight matrices are the float16-rounded ones of model.onnx, stored as float16 in the file
+    (no float32 copy left) and rebuilt to exactly those values; the file is about as small as model.onnx."""
+    out, _ = exported
+    fast = fast_sampler(reference_sampler(trained, compact=True), chunk=None)
+    flow2 = {f"sampler.{k}": v for k, v in fast.state_dict().items() if k.startswith("flow2.")}
+    expected = {k: v for k, v in flow2.items() if v.ndim == 2 and v.numel() >= 4096 and is_float16_exact(v.numpy())}
+    assert sum(v.numel() for v in expected.values()) > 0.9 * sum(v.numel() for v in flow2.values())
+    model = onnx.load(str(out / "model.fast.onnx"))
+    large_float32 = [numpy_helper.to_array(i) for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT]
+    assert not [a.shape for a in large_float32 if a.size >= 4096 and is_float16_exact(a)]
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
+    weights = onnx.utils.Extractor(model).extract_model([], list(expected))  # the rebuild subgraphs, no inputs
+    session = ort.InferenceSession(weights.SerializeToString(), providers=["CPUExecutionProvider"])
+    for name, rebuilt in zip(expected, session.run(list(expected), {}), strict=True):
+        np.testing.assert_array_equal(rebuilt, expected[name].numpy(), err_msg=name)
+    assert (out / "model.fast.onnx").stat().st_size < 1.1 * (out / "model.onnx").stat().st_size
+
+
+def test_server_prefers_the_fast_artifact_and_its_showers_match_onnx(trained, exported, tmp_path: Path) -> None:
+    out, artifacts = exported
+    repository = ModelRepository(tmp_path / "repo")
+    repository.add_version(
+        "caloflow_photon", out, build_manifest(trained, "caloflow_photon", artifacts, {}, True, None)
+    )
+    loaded = load_runtime(repository, "caloflow_photon", backend="auto", intra_op_threads=1)
+    assert (loaded.artifact.filename, loaded.runtime.backend) == ("model.fast.onnx", "onnx")
+    plain = OnnxRuntimeBackend(out / "model.onnx", intra_op_threads=1)
+    energies, noise = parity_inputs(loaded.manifest.noise_dim, 1000, seed=3)
+    result = compare(loaded.run(energies, noise), plain.run(energies, noise), trained.sampler().threshold_mev)
+    assert result["violations"] == 0, result
 
 
 def test_unknown_format_is_refused(trained, tmp_path: Path) -> None:
