@@ -178,6 +178,9 @@ class _Named(nn.Module):
         return out
 
 
+_FAST_FORMATS = ("fast", "fast_torchscript", "fast_onnx", "fast_aoti")
+
+
 def _fast_loaders(sampler: CaloFlowSampler, options: Options) -> dict[str, Callable[[], Runner]]:
     device = options.device
 
@@ -208,7 +211,7 @@ def _fast_loaders(sampler: CaloFlowSampler, options: Options) -> dict[str, Calla
 
 
 def _artifact_runner(path: Path, fmt: str, options: Options) -> Runner:
-    if fmt == "onnx":
+    if fmt in ("onnx", "fast_onnx"):
         return _onnx_runner(path, options)
     if options.device == "cuda" and fmt == "torchscript":
         module = torch.jit.load(str(path), map_location="cuda")  # type: ignore[no-untyped-call]
@@ -223,7 +226,8 @@ def load_all(model: Model, formats: list[str], compare_reference: bool, options:
     """One runner per format (in the order given), then the nflows reference when asked for."""
     runners: dict[str, Runner] = {}
     artifacts = dict(model.artifacts)
-    exported = [f for f in formats if f in FILENAMES and f not in artifacts]
+    own = _FAST_FORMATS if model.sampler is not None else ()  # built here from the weights, not exported
+    exported = [f for f in formats if f in FILENAMES and f not in artifacts and f not in own]
     needs_weights = [f for f in formats if f not in FILENAMES] + exported + (["reference"] if compare_reference else [])
     if needs_weights and model.sampler is None:
         raise CLIError(f"{model.name} has only exported artifacts ({sorted(artifacts)}); cannot run {needs_weights}")
