@@ -52,7 +52,8 @@ demo: $(STAMP)
 	$(BIN)/caloflow data check $(DATA)/standin_pions_1.h5 --particle pion
 
 # Demo models: the `small` preset on stand-in data (not Geant4), one particle per core, one thread each so
-# that the same seed gives the same weights on any machine with this torch build.
+# that the same seed gives the same weights on any machine with this torch build. Each export is the model's
+# next version; `repo prune` then removes the older ones (model_repo/ is committed: one version per model).
 MODEL_SEED ?= 1
 RUNS       ?= runs
 
@@ -63,7 +64,8 @@ model-photon model-pion: model-%: $(STAMP)
 	$(BIN)/caloflow data standin --particle $* --out $(DATA)/standin_$*_1.h5 --seed 1 --no-progress
 	$(BIN)/caloflow train all --particle $* --preset small --data $(DATA)/standin_$*_1.h5 \
 		--out $(RUNS)/small_$* --seed $(MODEL_SEED) --threads 1 --resume --no-progress
-	$(BIN)/caloflow export $(RUNS)/small_$* --repo model_repo --model caloflow_$* --formats onnx --make-default
+	$(BIN)/caloflow export $(RUNS)/small_$* --repo model_repo --model caloflow_$* --formats onnx,fast_onnx --make-default
+	$(BIN)/caloflow repo prune caloflow_$* --repo model_repo
 
 bench-standin: $(STAMP)
 	$(BIN)/python benchmarks/bench_standin.py

@@ -48,6 +48,7 @@ from caloflow_client import (  # noqa: E402
 )
 
 DEMO_PHOTON = Path(__file__).resolve().parents[1] / "model_repo" / "caloflow_photon"
+DEMO_VERSION = int((DEMO_PHOTON / "default").read_text())  # `make models` publishes the next number each time
 DETERMINISTIC = ("--deterministic", "true")
 TINY = {"model": "tiny_photon", "seed": 7}
 ENERGIES = np.geomspace(300.0, 3e6, 1500)  # per-shower form, inside the tiny models' trained range
@@ -201,7 +202,7 @@ def test_hdf5_file_is_a_calochallenge_file_with_provenance(
         assert h5["incident_energies"].shape == (60, 1) and h5["showers"].shape == (60, 368)
         assert h5["showers"].compression == "gzip"
         showers, stored_energies, attrs = h5["showers"][:], h5["incident_energies"][:, 0], dict(h5.attrs)
-    assert attrs["model"] == "caloflow_photon" and attrs["model_version"] == 1 and attrs["seed"] == 5
+    assert attrs["model"] == "caloflow_photon" and attrs["model_version"] == DEMO_VERSION and attrs["seed"] == 5
     assert attrs["artifact_sha256"] == info.artifact_sha256 and attrs["server"] == server.url
     assert attrs["standin"] == 1 and "not Geant4" in attrs["description"]
     assert np.array_equal(stored_energies, energies)
@@ -308,7 +309,8 @@ def test_models_are_listed_alike_over_http_and_grpc(server: ServerProcess) -> No
         assert [model.name for model in models] == ["caloflow_photon", "tiny_photon", "tiny_pion"]
         by_name = {model.name: model for model in models}
         assert by_name["caloflow_photon"].versions[0].n_voxels == 368 and by_name["tiny_pion"].particle == "pion"
-        assert all(model.default_version == 1 and model.versions[0].standin for model in models)
+        assert [model.default_version for model in models] == [DEMO_VERSION, 1, 1]
+        assert all(model.versions[0].standin for model in models)
     key = [(m.name, m.particle, [(v.version, v.artifact_sha256, v.n_voxels, v.energy_min_mev) for v in m.versions])
            for m in listings[0]]  # fmt: skip
     assert key == [
@@ -412,7 +414,9 @@ def test_cli_generate_writes_checked_files_and_lists_models(
     common = ["--no-progress", "--seed", "2"]
     assert caloflow_main(["generate", "--server", host_port, "--model", "caloflow_photon", "--particle", "photon",
                           "--energy-mev", "65536", "--count", "40", "--out", str(h5), *common]) == 0  # fmt: skip
-    assert "40 photon showers from caloflow_photon v1 (seed 2, stand-in model: not Geant4)" in capsys.readouterr().out
+    assert f"40 photon showers from caloflow_photon v{DEMO_VERSION} (seed 2, stand-in model: not Geant4)" in (
+        capsys.readouterr().out
+    )
     assert caloflow_main(["data", "check", str(h5), "--particle", "photon", "--no-progress"]) == 0
     assert "is a valid photon file (40 showers)" in capsys.readouterr().out
 
@@ -427,7 +431,8 @@ def test_cli_generate_writes_checked_files_and_lists_models(
     for args in (["--server", server.url], ["--server", server.grpc_target, "--grpc"]):
         assert caloflow_main(["models", *args]) == 0
         table = capsys.readouterr().out
-        assert re.search(r"caloflow_photon\s+photon\s+1\*\s+368", table) and "stand-in (not Geant4)" in table
+        assert re.search(rf"caloflow_photon\s+photon\s+{DEMO_VERSION}\*\s+368", table)
+        assert "stand-in (not Geant4)" in table
 
 
 def test_cli_reports_bad_options_and_server_errors(

@@ -25,12 +25,12 @@ def test_demo_model_verifies_and_says_standin(model: str) -> None:
     assert manifest.standin is True and "NOT Geant4" in manifest.description
     assert manifest.training["preset"] == "small"
     assert manifest.energy_range_mev == pytest.approx((256.0, 4194304.0))
-    assert manifest.total_size_bytes < 15_000_000
+    assert manifest.total_size_bytes < 30_000_000  # model.onnx and model.fast.onnx, ~13 MB each for the pion
 
 
 def test_committed_demo_artifacts_stay_small() -> None:
     total = sum(p.stat().st_size for p in REPO.rglob("*") if p.is_file())
-    assert total < 25_000_000
+    assert total < 45_000_000
 
 
 @pytest.mark.parametrize("model", sorted(DEMO_MODELS))

@@ -1,4 +1,4 @@
-"""``caloflow repo list|show|verify|set-default`` on a real repository."""
+"""``caloflow repo list|show|verify|set-default|prune`` on a real repository."""
 
 from __future__ import annotations
 
@@ -110,3 +110,15 @@ def test_set_default(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ):
         assert run(["repo", "set-default", *argv, "--repo", str(root)]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_prune_keeps_only_the_default_version(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["repo", "set-default", "caloflow_photon", "2", "--repo", str(root)]) == 0
+    capsys.readouterr()
+    assert run(["repo", "prune", "caloflow_photon", "--repo", str(root)]) == 0
+    assert capsys.readouterr().out == "caloflow_photon: removed versions [1], kept the default version 2\n"
+    assert ModelRepository(root).versions("caloflow_photon") == [2]
+    assert run(["repo", "prune", "caloflow_pion", "--repo", str(root)]) == 0
+    assert capsys.readouterr().out == "caloflow_pion: removed versions none, kept the default version 1\n"
+    assert run(["repo", "prune", "caloflow_kaon", "--repo", str(root)]) == 2
+    assert "no model 'caloflow_kaon'" in capsys.readouterr().err

@@ -187,6 +187,14 @@ def test_config_warns_without_onnx() -> None:
     assert "# WARNING: version 1 has no model.onnx" in render_config_pbtxt(published(artifacts=only_pt))
 
 
+@pytest.mark.parametrize("onnx_files", [("model.onnx", "model.fast.onnx"), ("model.fast.onnx",)])
+def test_config_names_the_fast_onnx_file_when_the_version_has_one(onnx_files: tuple[str, ...]) -> None:
+    formats = {"model.onnx": "onnx", "model.fast.onnx": "fast_onnx"}
+    artifacts = tuple(ArtifactInfo(name, formats[name], SHA, 10, "opset 18") for name in onnx_files)
+    text = render_config_pbtxt(published(artifacts=artifacts))
+    assert 'default_model_filename: "model.fast.onnx"\n' in text and "WARNING" not in text
+
+
 def test_config_parses_as_triton_model_config() -> None:
     """Parse against the subset of Triton's model_config.proto we emit; unknown field names would fail."""
     config_class = _mini_model_config_class()

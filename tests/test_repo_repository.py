@@ -72,6 +72,19 @@ def test_first_version_becomes_default_and_config_follows(repo: ModelRepository,
     assert "versions: [ 3 ]" in (model_dir / "config.pbtxt").read_text()
 
 
+def test_remove_version_removes_only_versions_that_are_not_the_default(repo: ModelRepository, tmp_path: Path) -> None:
+    add(repo, tmp_path)
+    add(repo, tmp_path, make_default=True)
+    with pytest.raises(RepositoryError, match="is the default"):
+        repo.remove_version("caloflow_photon", 2)
+    with pytest.raises(VersionNotFoundError):
+        repo.remove_version("caloflow_photon", 3)
+    repo.remove_version("caloflow_photon", "1")
+    assert repo.versions("caloflow_photon") == [2] and repo.default_version("caloflow_photon") == 2
+    assert sorted(p.name for p in (repo.root / "caloflow_photon").iterdir()) == ["2", "config.pbtxt", "default"]
+    assert add(repo, tmp_path) == 3  # numbers are never reused while a later version exists
+
+
 def test_set_default_rolls_back(repo: ModelRepository, tmp_path: Path) -> None:
     add(repo, tmp_path)
     add(repo, tmp_path, make_default=True)

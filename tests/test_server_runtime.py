@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import shutil
 from pathlib import Path
 
@@ -9,9 +11,17 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from test_server_support import N_VOXELS, NOISE_DIM, POISON_MEV, make_repository, reference_showers
+from test_server_support import (
+    N_VOXELS,
+    NOISE_DIM,
+    POISON_MEV,
+    export_tiny,
+    make_repository,
+    reference_showers,
+    tiny_manifest,
+)
 
-from caloflow_repo import ModelRepository
+from caloflow_repo import ArtifactInfo, ModelRepository
 from caloflow_server import (
     ArtifactIntegrityError,
     InferenceError,
@@ -64,6 +74,29 @@ def test_loaded_model_describes_the_verified_artifact(repository: ModelRepositor
     assert onnx_model.sha256 == manifest.artifact("model.onnx").sha256
     assert onnx_model.runtime.noise_dim == NOISE_DIM and onnx_model.runtime.n_voxels == N_VOXELS
     assert load_runtime(repository, "tiny_photon", 2, backend="auto").artifact.filename == "model.onnx"
+
+
+def test_the_fast_onnx_artifact_is_preferred(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``auto`` and ``onnx`` load model.fast.onnx when the version has it (same I/O as model.onnx), and say so."""
+    staging = export_tiny(tmp_path / "staging")
+    shutil.copy(staging / "model.onnx", staging / "model.fast.onnx")  # a stand-in: the server only sees the I/O
+    manifest = tiny_manifest("tiny_photon")
+    fast = ArtifactInfo("model.fast.onnx", "fast_onnx", "", 0, "opset 17")
+    repository = ModelRepository(tmp_path / "repo")
+    repository.add_version("tiny_photon", staging, dataclasses.replace(manifest, artifacts=(*manifest.artifacts, fast)))
+    for backend in ("auto", "onnx"):
+        with caplog.at_level(logging.INFO, logger="caloflow_server.runtime"):
+            loaded = load_runtime(repository, "tiny_photon", backend=backend, intra_op_threads=1)
+        assert (loaded.artifact.filename, loaded.artifact.format, loaded.runtime.backend) == (
+            "model.fast.onnx",
+            "fast_onnx",
+            "onnx",
+        )
+        assert "loaded tiny_photon@1 (model.fast.onnx, sha256" in caplog.text
+    energies, noise = _inputs(16)
+    np.testing.assert_allclose(loaded.run(energies, noise), reference_showers(energies, noise), rtol=1e-5)
+    assert load_runtime(repository, "tiny_photon", backend="torchscript").artifact.filename == "model.pt"
+    assert 'default_model_filename: "model.fast.onnx"' in (repository.root / "tiny_photon" / "config.pbtxt").read_text()
 
 
 def test_torch_tensor_noise_is_accepted(onnx_model: LoadedModel) -> None:

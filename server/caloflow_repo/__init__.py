@@ -6,7 +6,7 @@ Layout of a repository (Triton-compatible)::
     <root>/<model>/config.pbtxt          Triton config of the default version (ONNX artifact)
     <root>/<model>/default               the default version number, for one-step rollback
     <root>/<model>/<version>/manifest.json
-    <root>/<model>/<version>/model.onnx | model.pt | model.pt2 ...
+    <root>/<model>/<version>/model.onnx | model.fast.onnx | model.pt | model.pt2 ...
 """
 
 from __future__ import annotations

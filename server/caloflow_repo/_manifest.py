@@ -55,7 +55,7 @@ def standard_outputs(n_voxels: int) -> tuple[TensorSpec]:
 
 @dataclass(frozen=True)
 class ArtifactInfo:
-    """One exported file of a version. ``format``: "onnx", "torchscript", "torch_export", ..."""
+    """One exported file of a version. ``format``: "onnx", "fast_onnx", "torchscript", "torch_export", ..."""
 
     filename: str
     format: str

@@ -163,6 +163,19 @@ class ModelRepository:
         logger.info("published %s version %d in %s", model, version, self.root)
         return version
 
+    def remove_version(self, model: str, version: int | str) -> None:
+        """Delete a version that is not the default. It leaves the version namespace in one rename (readers see
+        it whole or not at all; a server that loaded it keeps its verified bytes), then its files are removed."""
+        number = self._resolve_version(model, version)
+        if number == self.default_version(model):
+            raise RepositoryError(f"version {number} is the default of {model!r}; point the default elsewhere first")
+        model_dir = self.root / model
+        temp = make_temp_dir(model_dir)
+        os.rename(model_dir / str(number), temp / str(number))
+        fsync_dir(model_dir)
+        shutil.rmtree(temp)
+        logger.info("removed %s version %d from %s", model, number, self.root)
+
     # ----------------------------------------------------------------------------------------- helpers
     def _model_dir(self, model: str) -> Path:
         path = self.root / validate_model_name(model)

@@ -1,8 +1,10 @@
 """``<model>/config.pbtxt``: the Triton model configuration (protobuf text format) derived from a manifest.
 
-It describes the ONNX artifact (``platform: "onnxruntime_onnx"``, ``model.onnx``) with a batch dimension,
-dynamic batching, and a ``specific`` version policy naming the version it was rendered from, so that a
-Triton server loads exactly the repository's default version and a ``set_default`` rollback reaches it.
+It describes the ONNX artifact (``platform: "onnxruntime_onnx"``) with a batch dimension, dynamic batching, and
+a ``specific`` version policy naming the version it was rendered from, so that a Triton server loads exactly
+the repository's default version and a ``set_default`` rollback reaches it. The artifact is the one the caloflow
+server prefers: ``model.fast.onnx`` (the fast graph) when the version has it, else ``model.onnx``; both have the
+same inputs and output.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from caloflow_repo._manifest import Manifest, TensorSpec
 
 PLATFORM = "onnxruntime_onnx"
 ONNX_FILENAME = "model.onnx"
+FAST_ONNX_FILENAME = "model.fast.onnx"
+ONNX_FILENAMES = (FAST_ONNX_FILENAME, ONNX_FILENAME)
+"""The ONNX artifacts Triton can serve, preferred first."""
 DEFAULT_MAX_BATCH_SIZE = 4096
 DEFAULT_MAX_QUEUE_DELAY_US = 500
 TRITON_DTYPES = {
@@ -38,7 +43,7 @@ def render_config_pbtxt(
         *_missing_onnx_warning(manifest),
         f"name: {_quote(manifest.model)}",
         f"platform: {_quote(PLATFORM)}",
-        f"default_model_filename: {_quote(ONNX_FILENAME)}",
+        f"default_model_filename: {_quote(onnx_filename(manifest))}",
         f"max_batch_size: {max_batch_size}",
         *_tensor_block("input", manifest.inputs),
         *_tensor_block("output", manifest.outputs),
@@ -50,10 +55,17 @@ def render_config_pbtxt(
     return "\n".join(lines) + "\n"
 
 
+def onnx_filename(manifest: Manifest) -> str:
+    """The ONNX file Triton serves: the first of ``ONNX_FILENAMES`` the version lists (``model.onnx`` if none)."""
+    listed = {artifact.filename for artifact in manifest.artifacts}
+    return next((name for name in ONNX_FILENAMES if name in listed), ONNX_FILENAME)
+
+
 def _missing_onnx_warning(manifest: Manifest) -> list[str]:
-    if any(artifact.filename == ONNX_FILENAME for artifact in manifest.artifacts):
+    if any(artifact.filename in ONNX_FILENAMES for artifact in manifest.artifacts):
         return []
-    return [f"# WARNING: version {manifest.version} has no {ONNX_FILENAME}; Triton cannot load it."]
+    missing = f"{ONNX_FILENAME} or {FAST_ONNX_FILENAME}"
+    return [f"# WARNING: version {manifest.version} has no {missing}; Triton cannot load it."]
 
 
 def _tensor_block(kind: str, specs: tuple[TensorSpec, ...]) -> list[str]:

@@ -98,7 +98,7 @@ class ModelControl:
                 self._notify(model, number, "ready" if self.service.is_loaded(model, number) else "unavailable")
                 raise
             self._notify(model, number, "ready", time.monotonic() - started)
-            logger.info("serving %s@%d (%s)", model, number, loaded.runtime.backend)
+            logger.info("serving %s@%d (%s, %s)", model, number, loaded.runtime.backend, loaded.artifact.filename)
             return loaded
 
     async def unload(self, model: str, version: int | str | None = None) -> list[int]:

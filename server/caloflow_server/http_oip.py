@@ -42,7 +42,11 @@ logger = logging.getLogger(__name__)
 INPUT_SEED = "SEED"
 EXTENSIONS = ("binary_tensor_data", "model_configuration", "model_repository")
 _HEADER_LENGTH = "inference-header-content-length"
-_PLATFORMS = {"onnx": ("onnxruntime_onnx", "onnxruntime"), "torchscript": ("pytorch_libtorch", "pytorch")}
+_PLATFORMS = {
+    "onnx": ("onnxruntime_onnx", "onnxruntime"),
+    "fast_onnx": ("onnxruntime_onnx", "onnxruntime"),
+    "torchscript": ("pytorch_libtorch", "pytorch"),
+}
 _DTYPES: dict[str, np.dtype[Any]] = {"FP32": np.dtype("<f4"), "UINT64": np.dtype("<u8")}
 
 

@@ -54,7 +54,13 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 BackendName = Literal["onnx", "torchscript", "auto"]
-_FORMAT_OF_BACKEND = {"onnx": "onnx", "torchscript": "torchscript"}
+_ONNX_FORMATS = ("fast_onnx", "onnx")
+"""Artifact formats ONNX Runtime runs, preferred first: the fast graph, then the plain one (same I/O)."""
+_FORMATS_OF_BACKEND: dict[str, tuple[str, ...]] = {
+    "auto": (*_ONNX_FORMATS, "torchscript"),
+    "onnx": _ONNX_FORMATS,
+    "torchscript": ("torchscript",),
+}
 
 
 @runtime_checkable
@@ -142,7 +148,8 @@ def load_runtime(
 ) -> LoadedModel:
     """Verify ``model@version`` (default: the default version) and load one of its artifacts on ``device``.
 
-    ``backend="auto"`` prefers the ONNX artifact and falls back to TorchScript when the version has none.
+    ``backend="auto"`` prefers the fast ONNX artifact (``model.fast.onnx``), then the plain ONNX one, then
+    TorchScript; ``backend="onnx"`` takes either ONNX artifact, the fast one first.
     """
     manifest = _verify(repository, model, version)
     artifact = _choose_artifact(manifest, backend)
@@ -173,7 +180,7 @@ def _verify(repository: ModelRepository, model: str, version: int | str | None) 
 
 
 def _choose_artifact(manifest: Manifest, backend: BackendName) -> ArtifactInfo:
-    wanted = ("onnx", "torchscript") if backend == "auto" else (_FORMAT_OF_BACKEND[backend],)
+    wanted = _FORMATS_OF_BACKEND[backend]
     for fmt in wanted:
         for artifact in manifest.artifacts:
             if artifact.format == fmt:
@@ -201,7 +208,7 @@ def _read_verified(repository: ModelRepository, manifest: Manifest, artifact: Ar
 def _make_runtime(
     data: bytes, artifact: ArtifactInfo, manifest: Manifest, device: str, intra_op_threads: int | None
 ) -> Runtime:
-    if artifact.format == "onnx":
+    if artifact.format in _ONNX_FORMATS:
         return OnnxRuntimeBackend(
             data, device, intra_op_threads=intra_op_threads, noise_dim=manifest.noise_dim, n_voxels=manifest.n_voxels
         )

@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-DEFAULT_FORMATS = "onnx,torchscript,torch_export"
+DEFAULT_FORMATS = "onnx,fast_onnx,torchscript,torch_export"
 
 
 def register(subparsers: Any) -> None:
@@ -46,5 +46,5 @@ def _handle(args: argparse.Namespace) -> int:
     manifest = published.manifest
     print(f"{published.model} version {published.version}: {manifest.particle}, {manifest.total_size_bytes:,d} bytes")
     for artifact in manifest.artifacts:
-        print(f"  {artifact.filename:<12} {artifact.format:<13} {artifact.size_bytes:>12,d}  sha256 {artifact.sha256}")
+        print(f"  {artifact.filename:<15} {artifact.format:<12} {artifact.size_bytes:>12,d}  sha256 {artifact.sha256}")
     return 0

@@ -4,6 +4,7 @@
 * ``caloflow repo show MODEL [VERSION]``: one version's manifest, summarised.
 * ``caloflow repo verify [MODEL [VERSION]]``: recompute every artifact's size and sha256 (all when omitted).
 * ``caloflow repo set-default MODEL VERSION``: move the default pointer (one-step rollback).
+* ``caloflow repo prune MODEL``: remove every version but the default (e.g. the committed demo models).
 
 Every subcommand takes ``--repo DIR`` (default: ``$CALOFLOW_REPO``, else ``model_repo``).
 """
@@ -40,6 +41,8 @@ def register(subparsers: Any) -> None:
     set_default = _add(sub, "set-default", "point the model's default at VERSION (rollback)", _set_default)
     set_default.add_argument("model", metavar="MODEL")
     set_default.add_argument("version", metavar="VERSION")
+    prune = _add(sub, "prune", "remove every version of MODEL but the default", _prune)
+    prune.add_argument("model", metavar="MODEL")
 
 
 def _add(sub: Any, name: str, help_text: str, handler: Handler) -> argparse.ArgumentParser:
@@ -165,6 +168,16 @@ def _set_default(args: argparse.Namespace) -> int:
     manifest = repo.set_default(args.model, args.version)
     before = "none" if previous is None else str(previous)
     print(f"{manifest.model}: default version {before} -> {manifest.version} (verified; config.pbtxt rewritten)")
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    repo = _repository(args)
+    default = repo.default_version(args.model)
+    removed = [version for version in repo.versions(args.model) if version != default]
+    for version in removed:
+        repo.remove_version(args.model, version)
+    print(f"{args.model}: removed versions {removed or 'none'}, kept the default version {default}")
     return 0
 
 

@@ -45,7 +45,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--grpc-port", type=int, help="gRPC port (default 8001)")
     parser.add_argument("--metrics-port", type=int, help="Prometheus metrics port (default 8002)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default cpu")
-    parser.add_argument("--backend", choices=("auto", "onnx", "torchscript"), help="default auto (ONNX first)")
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "onnx", "torchscript"),
+        help="default auto: model.fast.onnx, else model.onnx, else TorchScript (onnx: either ONNX file, fast first)",
+    )
     parser.add_argument("--tls-cert", type=Path, help="PEM certificate: HTTPS and gRPC over TLS (with --tls-key)")
     parser.add_argument("--tls-key", type=Path, help="PEM private key")
     parser.add_argument(

@@ -1,8 +1,9 @@
 """Export a trained sampler as one graph, ``(INCIDENT_ENERGY, NOISE) -> SHOWERS``, in several formats.
 
-``export_sampler`` writes ONNX, TorchScript and torch.export artifacts (compact by default: unmasked MADE
-weights in float16, rebuilt inside the graph); ``reference_sampler`` is the eager model they must match;
-``check_parity`` runs every artifact against it; ``io_spec`` describes the inputs and outputs.
+``export_sampler`` writes ONNX (the plain graph and the fast one), TorchScript and torch.export artifacts
+(compact by default: unmasked MADE weights in float16, rebuilt inside the graph); ``reference_sampler`` is
+the eager model they must match; ``check_parity`` runs every artifact against it; ``io_spec`` describes the
+inputs and outputs.
 """
 
 from caloflow.export.errors import ExportError, ParityError

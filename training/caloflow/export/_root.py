@@ -20,10 +20,10 @@ class _Materializable(Protocol):
 
 
 class ExportRoot(nn.Module):
-    """Wraps a prepared sampler so the argument names are the graph's input names (Triton's PyTorch
-    backend names TorchScript inputs after ``forward``'s arguments) and adds ``materialize``."""
+    """Wraps a prepared sampler (or its fast form) so the argument names are the graph's input names (Triton's
+    PyTorch backend names TorchScript inputs after ``forward``'s arguments) and adds ``materialize``."""
 
-    def __init__(self, sampler: CaloFlowSampler, materializable: tuple[str, ...] = ()) -> None:
+    def __init__(self, sampler: nn.Module, materializable: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.sampler = sampler
         self.materializable = materializable

@@ -33,7 +33,7 @@ from torch.export import ExportedProgram
 
 from caloflow.export._root import INPUT_NAMES, OUTPUT_NAMES
 
-__all__ = ["ONNX_OPSET", "export_onnx", "onnx_version"]
+__all__ = ["ONNX_OPSET", "convert_program", "export_onnx", "onnx_version", "save_onnx"]
 
 ONNX_OPSET = 18
 BATCH_DIM = "batch"
@@ -84,6 +84,11 @@ def _strip_node_metadata(graph: onnx.GraphProto) -> None:
 def export_onnx(program: ExportedProgram, path: Path, metadata: Mapping[str, object]) -> str:
     """Convert ``program`` into ``path``; ``metadata`` goes into the model's metadata_props as JSON values.
     Returns the format version string."""
+    return save_onnx(convert_program(program), path, metadata)
+
+
+def convert_program(program: ExportedProgram) -> onnx.ModelProto:
+    """``program`` as an ONNX model: converted, small constants folded, node metadata stripped, batch named."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         onnx_program = torch.onnx.export(
@@ -109,6 +114,11 @@ def export_onnx(program: ExportedProgram, path: Path, metadata: Mapping[str, obj
     onnxscript.optimizer.remove_unused_nodes(model)
     _strip_node_metadata(model.graph)
     _name_batch_dimension(model.graph)
+    return model
+
+
+def save_onnx(model: onnx.ModelProto, path: Path, metadata: Mapping[str, object]) -> str:
+    """Add ``metadata`` (JSON values) to ``model``, check it and write it to ``path``; returns the format version."""
     for key, value in metadata.items():
         model.metadata_props.add(key=key, value=json.dumps(value))
     onnx.checker.check_model(model)

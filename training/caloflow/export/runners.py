@@ -79,7 +79,7 @@ def load_runner(path: Path, fmt: str, threads: int | None = None) -> Runner:
     Runtime's intra-op threads; torch formats use ``torch.get_num_threads()``."""
     path = Path(path)
     try:
-        if fmt == "onnx":
+        if fmt in ("onnx", "fast_onnx"):
             return _onnx(path, threads)
         if fmt == "torchscript":
             return _torchscript(path)

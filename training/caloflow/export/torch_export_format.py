@@ -19,13 +19,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch import Tensor
 from torch.export import Dim, ExportedProgram
 
 from caloflow.export._root import INPUT_NAMES, ExportRoot, example_inputs
 from caloflow.export.packing import prepare_for_export
 from caloflow.sampler import CaloFlowSampler
 
-__all__ = ["export_program", "save_program", "torch_export_version"]
+__all__ = ["export_program", "export_root", "save_program", "torch_export_version"]
 
 _DROPPED_METADATA = ("stack_trace", "from_node", "torch_fn", "source_fn_stack", "nn_module_stack")
 
@@ -36,11 +37,16 @@ def torch_export_version() -> str:
 
 def export_program(sampler: CaloFlowSampler, *, compact: bool) -> ExportedProgram:
     """``sampler`` as an ExportedProgram with a dynamic batch dimension (shared by ONNX and ``.pt2``)."""
-    root = ExportRoot(prepare_for_export(sampler, compact=compact))
+    return export_root(ExportRoot(prepare_for_export(sampler, compact=compact)), example_inputs(sampler))
+
+
+def export_root(root: ExportRoot, example: tuple[Tensor, Tensor]) -> ExportedProgram:
+    """torch.export of ``root`` on ``example`` (a batch of neither 0 nor 1, which would be specialised on),
+    the batch dimension dynamic, node metadata stripped."""
     batch = Dim("batch", min=1)
     dynamic = {name: {0: batch} for name in INPUT_NAMES}
     with torch.no_grad():
-        program = torch.export.export(root, example_inputs(sampler), dynamic_shapes=dynamic)
+        program = torch.export.export(root, example, dynamic_shapes=dynamic)
     for node in program.graph.nodes:
         for key in _DROPPED_METADATA:
             node.meta.pop(key, None)
