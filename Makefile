@@ -79,10 +79,13 @@ eval-demo: $(STAMP)
 	$(BIN)/caloflow evaluate-demo --repo model_repo --runs-dir $(RUNS) --data $(DATA) --out eval-demo
 
 # Benchmarks: figures printed, never timed assertions. Generation speed of the published (paper-size,
-# untrained) photon pipeline in every format against the nflows reference; the server against the model alone.
+# untrained) photon pipeline against the nflows reference, torch-runtime formats and ONNX Runtime formats in
+# separate processes (two runtimes' thread pools on two cores stall each other); the server against the model.
 bench-generate: $(STAMP)
-	$(BIN)/caloflow bench generate --model paper-photon --batch-sizes 1,100,1000,10000 \
-		--formats eager,fast,fast_onnx,onnx --compare-reference --threads 2 --json bench_generate.json
+	$(BIN)/caloflow bench generate --model paper-photon --batch-sizes 1,1000,10000 --groups 8 \
+		--formats fast_aoti --compare-reference --threads 2 --json bench_generate_torch.json
+	$(BIN)/caloflow bench generate --model paper-photon --batch-sizes 1,1000,10000 \
+		--formats fast_onnx,onnx --compare-reference --threads 2 --json bench_generate_onnx.json
 
 bench-serve: $(STAMP)
 	$(BIN)/caloflow bench serve --model caloflow_photon --count 1000000 --json bench_serve.json

@@ -141,6 +141,10 @@ def _onnx_runner(path: Path, options: Options, chunk: int | None = None) -> Runn
     session_options = ort.SessionOptions()
     session_options.intra_op_num_threads = options.threads
     session_options.inter_op_num_threads = 1
+    # Idle ONNX Runtime workers spin by default; the formats are timed in interleaved rounds, and on two
+    # cores spinning workers stall the next format's OpenMP threads (fast_aoti at batch 1: 62 ms right after
+    # fast_onnx, 12.6 ms alone). Sleeping workers cost ORT a wake-up per parallel op instead.
+    session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = ["CUDAExecutionProvider"] if options.device == "cuda" else ["CPUExecutionProvider"]
     session = ort.InferenceSession(str(path), session_options, providers=providers)
 

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from caloflow.flows.autoregressive import AutoregressiveRQS
 from caloflow.flows.made import MADE, MaskedLinear
 from caloflow.flows.spline import SplineConfig
+from caloflow.flows.spline_few_ops import rqs_inverse_few_ops
 from caloflow.flows.spline_pm import rqs_inverse_param_major
 
 __all__ = ["BlockedIAF", "FastMAFInverse", "group_bounds"]
@@ -147,6 +148,6 @@ class FastMAFInverse(nn.Module):
                 pre = pre + done[-1] * self.w_in_columns[k - 1]
             params = F.linear(self.stack.hidden(pre), w, b).unsqueeze(2)  # (B, 3K - 1, 1)
             done.append(
-                rqs_inverse_param_major(z_k, params, s.tail_bound, s.min_bin_width, s.min_bin_height, s.min_derivative)
+                rqs_inverse_few_ops(z_k, params, s.tail_bound, s.min_bin_width, s.min_bin_height, s.min_derivative)
             )
         return torch.cat(done, dim=1)

@@ -8,15 +8,10 @@ slices and took two thirds of the paper-size student's time (1 thread, batch 100
 softplus 19 %, all matmuls 25 %).
 
 It computes the same function as :func:`~caloflow.flows.spline.rqs_inverse` (same clamps, same
-cancellation-free root) with less work: no log-determinant (sampling throws it away) and the softmax is
-never normalised as a tensor (only the selected bin's width, height and left knot are).
-
-It is also written in few ops, because at batch 1 an op costs more than its arithmetic: an ONNX Runtime
-node costs about a microsecond whatever its size, and flow-I inverts 30 one-feature splines in sequence
-(6 blocks x 5 features). Widths and heights share one max, exp, cumsum and gather ((B, 2, K, D) tensors);
-the two derivatives of the selected bin come from one gather of the padded derivative row. About 60 ops
-per call instead of 110. Float rounding differs from :func:`~caloflow.flows.spline.rqs_inverse`, so
-outputs agree to float32 precision, not bit for bit.
+cancellation-free root) with less work: no log-determinant (sampling throws it away), the softmax is
+never normalised as a tensor (only the selected bin's width, height and left knot are), and the
+softplus runs only on the two derivatives of the selected bin instead of all K - 1. Float rounding
+differs, so outputs agree to float32 precision, not bit for bit.
 """
 
 from __future__ import annotations
@@ -25,16 +20,51 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from caloflow.flows.spline import _stable_root
+
 __all__ = ["rqs_inverse_param_major"]
 
 
-def _root(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
-    """:func:`caloflow.flows.spline._stable_root` (same branches and clamps), in fewer ops: no gradient here."""
-    sqrt_disc = torch.sqrt((b * b - 4.0 * a * c).clamp_min(0.0))
-    c_form = b >= 0.0
-    numerator = torch.where(c_form, 2.0 * c, sqrt_disc - b)
-    denominator = torch.where(c_form, (-b - sqrt_disc).clamp_max(-1e-30), (2.0 * a).clamp_min(1e-30))
-    return (numerator / denominator).clamp(0.0, 1.0)
+class _Bins:
+    """Unnormalised softmax of (B, K, D) width or height logits: ``exp`` and its running sum over K.
+
+    Knot k (k = 1 .. K) is ``-B + 2B (minimum k + (1 - minimum K) cumsum(softmax)_k)``, as in
+    :func:`caloflow.flows.spline.rqs_knots`; only the knots that are used get normalised.
+    """
+
+    def __init__(self, logits: Tensor, bound: float, minimum: float) -> None:
+        num_bins = logits.shape[1]
+        self.e = torch.exp(logits - logits.amax(dim=1, keepdim=True))
+        self.cumulative = torch.cumsum(self.e, dim=1)
+        self.scale = (2.0 * bound * (1.0 - minimum * num_bins)) / self.cumulative[:, -1:]  # (B, 1, D)
+        self.step = minimum * 2.0 * bound
+        self.bound = bound
+
+    def interior_knots(self) -> Tensor:
+        """(B, K - 1, D) knots 1 .. K - 1."""
+        num_bins = self.e.shape[1]
+        k = torch.arange(1, num_bins, dtype=self.e.dtype, device=self.e.device).reshape(1, -1, 1)
+        return self.cumulative[:, :-1] * self.scale + (k * self.step - self.bound)
+
+    def edges(self, index: Tensor) -> tuple[Tensor, Tensor]:
+        """Left knot and size, each (B, D), of bin ``index`` (B, 1, D)."""
+        scale = self.scale.squeeze(1)
+        size = self.step + torch.gather(self.e, 1, index).squeeze(1) * scale
+        right = torch.gather(self.cumulative, 1, index).squeeze(1) * scale
+        right = right + ((index.squeeze(1) + 1).to(size.dtype) * self.step - self.bound)
+        return right - size, size
+
+
+def _derivatives(logits: Tensor, index: Tensor, minimum: float) -> tuple[Tensor, Tensor]:
+    """Left and right knot derivatives of bin ``index``; the boundary ones (knots 0 and K) are exactly 1."""
+    num_bins = logits.shape[1] + 1
+    left = torch.gather(logits, 1, (index - 1).clamp_min(0)).squeeze(1)
+    right = torch.gather(logits, 1, index.clamp_max(num_bins - 2)).squeeze(1)
+    i = index.squeeze(1)
+    one = torch.ones_like(left)
+    d0 = torch.where(i == 0, one, minimum + F.softplus(left))
+    d1 = torch.where(i == num_bins - 1, one, minimum + F.softplus(right))
+    return d0, d1
 
 
 def rqs_inverse_param_major(
@@ -48,35 +78,18 @@ def rqs_inverse_param_major(
     """``x = RQS^-1(y)`` for ``y`` (B, D) and parameter-major ``params`` (B, 3K - 1, D); identity outside
     ``[-bound, bound]``."""
     num_bins = (params.shape[1] + 1) // 3
-    dtype, device = params.dtype, params.device
-    # Knot k of widths (row 0) and heights (row 1): -B + step k + scale cumsum(exp)_k, k = 0 .. K.
-    minimum = torch.tensor([min_bin_width, min_bin_height], dtype=dtype, device=device).reshape(1, 2, 1, 1)
-    step = 2.0 * bound * minimum
-    logits = params[:, : 2 * num_bins].reshape(params.shape[0], 2, num_bins, -1)  # (B, 2, K, D)
-    e = torch.exp(logits - logits.amax(dim=2, keepdim=True))
-    cumulative = torch.cumsum(e, dim=2)
-    scale = (2.0 * bound) * (1.0 - minimum * num_bins) / cumulative[:, :, -1:]  # (B, 2, 1, D)
-
     y_in = y.clamp(-bound, bound)
-    k = torch.arange(1, num_bins, dtype=dtype, device=device).reshape(1, -1, 1)
-    interior = cumulative[:, 1, :-1] * scale[:, 1] + (k * step[:, 1] - bound)  # height knots 1 .. K - 1
-    index = (y_in.unsqueeze(1) >= interior).sum(dim=1, keepdim=True)  # (B, 1, D): the bin, 0 .. K - 1
-
-    both = index.unsqueeze(1).expand(-1, 2, -1, -1)
-    size = step + torch.gather(e, 2, both) * scale  # (B, 2, 1, D): width, height of the bin
-    right = torch.gather(cumulative, 2, both) * scale + ((both + 1).to(dtype) * step - bound)
-    left = right - size
-    width, height = size.clamp_min(1e-30).squeeze(2).unbind(1)
-    x0, y0 = left.squeeze(2).unbind(1)
-
-    inner = min_derivative + F.softplus(params[:, 2 * num_bins :])  # (B, K - 1, D); end knots' derivative is 1
-    derivatives = F.pad(inner, (0, 0, 1, 1), value=1.0)
-    d0, d1 = torch.gather(derivatives, 1, torch.cat([index, index + 1], dim=1)).unbind(1)
-
+    heights = _Bins(params[:, num_bins : 2 * num_bins], bound, min_bin_height)
+    index = (y_in.unsqueeze(1) >= heights.interior_knots()).sum(dim=1, keepdim=True)
+    y0, height = heights.edges(index)
+    x0, width = _Bins(params[:, :num_bins], bound, min_bin_width).edges(index)
+    d0, d1 = _derivatives(params[:, 2 * num_bins :], index, min_derivative)
+    width = width.clamp_min(1e-30)
     slope = height / width
     delta = y_in - y0
     curvature = d0 + d1 - 2.0 * slope
     a = delta * curvature + height * (slope - d0)
     b = height * d0 - delta * curvature
-    x = x0 + _root(a, b, -slope * delta) * width
-    return torch.where(y_in == y, x, y)
+    xi = _stable_root(a, b, -slope * delta)
+    x = x0 + xi * width
+    return torch.where((y >= -bound) & (y <= bound), x, y)
