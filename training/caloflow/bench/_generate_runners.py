@@ -18,18 +18,19 @@ import onnxruntime as ort
 import torch
 import torch._inductor
 from numpy.typing import NDArray
-from torch import Tensor, nn
+from torch import Tensor
 
 from caloflow import preprocessing as pp
 from caloflow.cli import CLIError
 from caloflow.data.geometry import geometry_for
 from caloflow.export import FILENAMES, export_sampler, load_runner
-from caloflow.export._root import INPUT_NAMES, example_inputs
+from caloflow.export._root import INPUT_NAMES, ExportRoot, example_inputs
 from caloflow.export.aoti_format import compile_package
 from caloflow.export.fast import fast_sampler
 from caloflow.export.onnx_format import export_onnx
 from caloflow.export.packing import folded_copy
 from caloflow.export.parity import compare, parity_inputs
+from caloflow.export.torch_export_format import export_root
 from caloflow.sampler import CaloFlowSampler
 from caloflow.training.models import make_flow1, make_student, make_teacher
 from caloflow.training.presets import PRESET_NAMES, get_preset
@@ -162,24 +163,9 @@ def _onnx_runner(path: Path, options: Options, chunk: int | None = None) -> Runn
 
 
 def _fast_program(sampler: CaloFlowSampler, options: Options) -> torch.export.ExportedProgram:
+    """The fast graph with float32 weights, exported as ``caloflow export`` exports its graphs."""
     module = fast_sampler(folded_copy(sampler, float16=False), groups=options.groups, chunk=None)
-    batch = torch.export.Dim("batch", min=1)
-    with torch.no_grad():
-        return torch.export.export(
-            _Named(module), example_inputs(sampler), dynamic_shapes={n: {0: batch} for n in INPUT_NAMES}
-        )
-
-
-class _Named(nn.Module):
-    """Gives the graph the exported input names (as :class:`caloflow.export._root.ExportRoot` does)."""
-
-    def __init__(self, module: nn.Module) -> None:
-        super().__init__()
-        self.module = module
-
-    def forward(self, INCIDENT_ENERGY: Tensor, NOISE: Tensor) -> Tensor:
-        out: Tensor = self.module(INCIDENT_ENERGY, NOISE)
-        return out
+    return export_root(ExportRoot(module), example_inputs(sampler))
 
 
 _FAST_FORMATS = ("fast", "fast_torchscript", "fast_onnx", "fast_aoti")
