@@ -168,9 +168,6 @@ def _fast_program(sampler: CaloFlowSampler, options: Options) -> torch.export.Ex
     return export_root(ExportRoot(module), example_inputs(sampler))
 
 
-_FAST_FORMATS = ("fast", "fast_torchscript", "fast_onnx", "fast_aoti")
-
-
 def _fast_loaders(sampler: CaloFlowSampler, options: Options) -> dict[str, Callable[[], Runner]]:
     device = options.device
 
@@ -216,8 +213,8 @@ def load_all(model: Model, formats: list[str], compare_reference: bool, options:
     """One runner per format (in the order given), then the nflows reference when asked for."""
     runners: dict[str, Runner] = {}
     artifacts = dict(model.artifacts)
-    own = _FAST_FORMATS if model.sampler is not None else ()  # built here from the weights, not exported
-    exported = [f for f in formats if f in FILENAMES and f not in artifacts and f not in own]
+    fast = _fast_loaders(model.sampler, options) if model.sampler is not None else {}
+    exported = [f for f in formats if f in FILENAMES and f not in artifacts and f not in fast]  # fast: from weights
     needs_weights = [f for f in formats if f not in FILENAMES] + exported + (["reference"] if compare_reference else [])
     if needs_weights and model.sampler is None:
         raise CLIError(f"{model.name} has only exported artifacts ({sorted(artifacts)}); cannot run {needs_weights}")
@@ -225,7 +222,6 @@ def load_all(model: Model, formats: list[str], compare_reference: bool, options:
         print(f"exporting {exported} (compact) ...", flush=True)
         for artifact in export_sampler(model.sampler, options.scratch, exported, compact=True):
             artifacts[artifact.format] = options.scratch / artifact.filename
-    fast = _fast_loaders(model.sampler, options) if model.sampler is not None else {}
     for fmt in formats:
         if fmt == "eager":
             assert model.sampler is not None
