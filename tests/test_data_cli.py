@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from caloflow.cli import main
-from caloflow.data.energies import DS1_ENERGY_COUNTS, ds1_energy_multiset
-from caloflow.data.geometry import PHOTON
+from caloflow.data.datasets import DS1_PHOTON_GEOMETRY as PHOTON
+from caloflow.data.datasets import dataset, ds1_dataset, ds1_energy_multiset
 from caloflow.data.hdf5 import write_showers
 from caloflow.data.official import OFFICIAL_FILES, training_split, verify_official_file
 from caloflow.data.summary import STANDIN_WARNING, summarize_shower_file
@@ -32,7 +32,7 @@ def good_file(tmp_path: Path) -> Path:
 
 
 def test_summary_values(good_file: Path) -> None:
-    s = summarize_shower_file(good_file, PHOTON, chunk_rows=2)
+    s = summarize_shower_file(good_file, dataset("photon"), chunk_rows=2)
     assert [(r.low_mev, r.count) for r in s.energies] == [(256.0, 2), (1024.0, 3)]
     assert s.energies[0].ratio_mean == pytest.approx(0.9) and s.energies[0].ratio_std == pytest.approx(0.1)
     assert s.energies[1].ratio_mean == pytest.approx(0.5) and s.energies[1].ratio_std == pytest.approx(0.0)
@@ -46,7 +46,7 @@ def test_summary_values(good_file: Path) -> None:
 def test_check_good_file(good_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "check", str(good_file), "--particle", "photon", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert f"OK: {good_file} is a valid photon file (5 showers)" in out
+    assert f"OK: {good_file} is a valid ds1-photon file (5 showers)" in out
     assert STANDIN_WARNING in out and "stand-in, not Geant4" in out
     assert "256 MeV" in out and "1,024 MeV" in out
 
@@ -63,7 +63,7 @@ def test_check_bad_file_exits_2_with_message(tmp_path: Path, capsys: pytest.Capt
 
 def test_check_wrong_particle_and_missing_file(good_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "check", str(good_file), "--particle", "pion", "--no-progress"]) == 2
-    assert "Dataset 1 photon geometry" in capsys.readouterr().err
+    assert "not a ds1-pion file" in (err := capsys.readouterr().err) and "it fits ds1-photon" in err
     assert main(["data", "check", str(good_file.with_name("nope.h5")), "--particle", "photon"]) == 2
     assert "nope.h5: no such file" in capsys.readouterr().err
 
@@ -113,7 +113,7 @@ def test_verify_via_cli_infers_particle_from_name(full_photon_file: Path, capsys
 
 
 def test_verify_rejects_wrong_multiset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    counts = dict(DS1_ENERGY_COUNTS["photon"])
+    counts = dict(ds1_dataset("photon").energies.counts)
     energies = np.concatenate([np.full(n - (e == 2.0**18), e) for e, n in counts.items()] + [[1000.0]])
     path = tmp_path / "almost.h5"
     write_showers(path, energies, np.zeros((len(energies), PHOTON.n_voxels)), dtype=np.float32)
@@ -141,7 +141,7 @@ def test_standin_then_check_both_particles(tmp_path: Path, capsys) -> None:
         assert "NOT Geant4" in capsys.readouterr().out
         assert main(["data", "check", str(out), "--particle", particle, "--no-progress"]) == 0
         report = capsys.readouterr().out
-        assert "stand-in" in report.lower() and f"valid {particle} file" in report
+        assert "stand-in" in report.lower() and f"valid ds1-{particle} file" in report
 
 
 def test_standin_rejects_a_bad_seed(tmp_path: Path, capsys) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from caloflow.cli import main
-from caloflow.data.geometry import PHOTON
+from caloflow.data.datasets import DS1_PHOTON_GEOMETRY as PHOTON
 from caloflow.data.hdf5 import read_showers, write_showers
 from caloflow.data.standin import write_standin_file
 

@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 
+from caloflow.data.datasets import DS1_PHOTON_GEOMETRY as PHOTON
+from caloflow.data.datasets import DS1_PION_GEOMETRY as PION
 from caloflow.data.features import compute_features
-from caloflow.data.geometry import PHOTON, PION
 from caloflow.evaluation.classifier import (
     ClassifierSettings,
     build_dnn,

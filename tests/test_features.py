@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from caloflow.data.datasets import DS1_PHOTON_GEOMETRY as PHOTON
+from caloflow.data.datasets import DS1_PION_GEOMETRY as PION
 from caloflow.data.features import HighLevelFeatures, compute_features
-from caloflow.data.geometry import PHOTON, PION, Geometry, Layer
+from caloflow.data.geometry import Geometry, Layer
 
 # layer 0: 2 r bins (centres 5, 20 mm), 1 alpha bin; layer 5: 2 r bins (centres 1, 3 mm) x 4 alpha bins
 # with centres -3pi/4, -pi/4, pi/4, 3pi/4.  Flat index of (layer 5, alpha a, r k) = 2 + 2a + k.

@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 
 from caloflow.data.binning_xml import read_binning_xml
-from caloflow.data.geometry import PHOTON, PION, Geometry, geometry_for
+from caloflow.data.datasets import DS1_PHOTON_GEOMETRY as PHOTON
+from caloflow.data.datasets import DS1_PION_GEOMETRY as PION
+from caloflow.data.datasets import geometry_for
+from caloflow.data.geometry import Geometry
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 XML = {

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from caloflow import __version__
-from caloflow.data.geometry import PHOTON, PION
+from caloflow.data.datasets import DS1_PHOTON_GEOMETRY as PHOTON
+from caloflow.data.datasets import DS1_PION_GEOMETRY as PION
 from caloflow.data.hdf5 import (
     ShowerWriter,
     iter_showers,
@@ -162,7 +163,7 @@ FAILURES = {
     ),
     "zero energy": ((_with(E4, (1, 0), 0.0), X4), "incident_energies row 1 is not positive (0 MeV)"),
     "nan energy": ((_with(E4, (2, 0), np.nan), X4), "incident_energies row 2 is not finite (nan MeV)"),
-    "pion file": ((E4, np.zeros((4, 533))), "533 voxels is the Dataset 1 pion geometry"),
+    "pion file": ((E4, np.zeros((4, 533))), "533 voxels is ds1-pion"),
     "no showers": ((E4[:0], X4[:0]), "the file holds no showers"),
 }
 
@@ -179,7 +180,7 @@ def test_validation_failure_names_file_and_problem(tmp_path: Path, case: str) ->
 
 def test_wrong_voxel_count_names_the_particle(tmp_path: Path) -> None:
     path = _raw_file(tmp_path / "photons.h5", E4, X4)
-    with pytest.raises(ShowerFileError, match=r"368 voxels, the pion geometry has 533; 368 voxels is .* photon"):
+    with pytest.raises(ShowerFileError, match=r"368 voxels, the expected geometry has 533; 368 voxels is ds1-photon"):
         read_showers(path, PION)
 
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from caloflow import preprocessing as pp
-from caloflow.data import PHOTON, PION
+from caloflow.data.datasets import DS1_PHOTON_GEOMETRY as PHOTON
+from caloflow.data.datasets import DS1_PION_GEOMETRY as PION
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 import caloflow.data.standin as standin
-from caloflow.data.energies import DS1_ENERGIES_MEV, ds1_energy_multiset
-from caloflow.data.geometry import geometry_for
+from caloflow.data.datasets import ds1_dataset, ds1_energy_multiset, geometry_for
 from caloflow.data.standin import (
     GENERATOR_NAME,
     GENERATOR_VERSION,
@@ -24,9 +23,9 @@ from caloflow.errors import CaloflowError
 
 PARTICLES = ("photon", "pion")
 # every Dataset 1 energy, a few times, in a scrambled order; crosses two block boundaries
-MIXED = np.tile(np.array(DS1_ENERGIES_MEV)[[3, 0, 14, 7, 1, 10, 5, 12, 2, 9, 6, 13, 4, 11, 8]], 80)[
-    : 2 * BLOCK_SIZE + 37
-]
+MIXED = np.tile(
+    np.array(sorted(ds1_dataset("photon").energies.counts))[[3, 0, 14, 7, 1, 10, 5, 12, 2, 9, 6, 13, 4, 11, 8]], 80
+)[: 2 * BLOCK_SIZE + 37]
 
 
 def _all(particle: str, energies: np.ndarray, seed: int, chunk_size: int = 10_000) -> np.ndarray:
@@ -101,7 +100,7 @@ def test_photons_and_pions_of_the_same_seed_use_different_streams() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"particle": "electron"}, "particle"),
+        ({"name": "electron"}, "unknown dataset"),
         ({"energies_mev": np.array([256.0, -1.0])}, "positive"),
         ({"energies_mev": np.array([256.0, np.nan])}, "finite"),
         ({"energies_mev": np.ones((2, 2))}, "shape"),
@@ -111,7 +110,7 @@ def test_photons_and_pions_of_the_same_seed_use_different_streams() -> None:
     ],
 )
 def test_invalid_arguments_are_rejected_before_any_work(kwargs: dict[str, object], match: str) -> None:
-    args: dict[str, object] = {"particle": "photon", "energies_mev": np.array([256.0]), "seed": 0, "chunk_size": 10}
+    args: dict[str, object] = {"name": "photon", "energies_mev": np.array([256.0]), "seed": 0, "chunk_size": 10}
     with pytest.raises(StandinError, match=match) as info:
         iter_standin_showers(**{**args, **kwargs})
     assert isinstance(info.value, ValueError) and isinstance(info.value, CaloflowError)
@@ -120,7 +119,7 @@ def test_invalid_arguments_are_rejected_before_any_work(kwargs: dict[str, object
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"particle": "kaon"}, "particle"),
+        ({"name": "kaon"}, "unknown dataset"),
         ({"seed": -2}, "seed"),
         ({"scale": 0.0}, "scale"),
         ({"scale": np.inf}, "scale"),
@@ -129,7 +128,7 @@ def test_invalid_arguments_are_rejected_before_any_work(kwargs: dict[str, object
 def test_invalid_file_arguments_are_rejected_before_writing(
     tmp_path: Path, kwargs: dict[str, object], match: str
 ) -> None:
-    args: dict[str, object] = {"particle": "photon", "out": tmp_path / "x.h5", "seed": 0, "scale": 0.01}
+    args: dict[str, object] = {"name": "photon", "out": tmp_path / "x.h5", "seed": 0, "scale": 0.01}
     with pytest.raises(StandinError, match=match):
         write_standin_file(**{**args, **kwargs}, progress=False)
     assert not any(tmp_path.iterdir())

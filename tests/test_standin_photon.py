@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from caloflow.data.geometry import PHOTON
+from caloflow.data.datasets import DS1_PHOTON_GEOMETRY as PHOTON
 from caloflow.data.standin import iter_standin_showers
 
 # incident energy (MeV) -> showers simulated; fewer at the expensive high energies

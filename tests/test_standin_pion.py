@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from caloflow.data.geometry import PION
+from caloflow.data.datasets import DS1_PION_GEOMETRY as PION
 from caloflow.data.standin import iter_standin_showers
 
 LOW_ENERGIES = (2.0**8, 2.0**9, 2.0**10)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from caloflow import __version__
-from caloflow.data.geometry import geometry_for
+from caloflow.data.datasets import geometry_for
 from caloflow.data.hdf5 import read_incident_energies
 from caloflow.errors import CaloflowError
 from caloflow.export import ExportedArtifact, check_parity, export_sampler, reference_sampler

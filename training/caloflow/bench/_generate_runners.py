@@ -22,7 +22,7 @@ from torch import Tensor
 
 from caloflow import preprocessing as pp
 from caloflow.cli import CLIError
-from caloflow.data.geometry import geometry_for
+from caloflow.data.datasets import geometry_for
 from caloflow.export import FILENAMES, export_sampler, load_runner
 from caloflow.export._root import INPUT_NAMES, ExportRoot, example_inputs
 from caloflow.export.aoti_format import compile_package

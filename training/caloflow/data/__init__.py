@@ -1,15 +1,30 @@
-"""CaloChallenge data: geometry, HDF5 I/O, high-level features and the stand-in shower generator."""
+"""Calorimeter data: the dataset registry, geometries, HDF5 I/O, features and the stand-in shower generators."""
 
-from caloflow.data.energies import DS1_ENERGY_COUNTS, ds1_energy_multiset
-from caloflow.data.geometry import PARTICLES, PHOTON, PION, Geometry, Layer, geometry_for
+from caloflow.data.datasets import (
+    DATASET_NAMES,
+    DATASETS,
+    Dataset,
+    DatasetError,
+    dataset,
+    ds1_dataset,
+    ds1_energy_multiset,
+    ds1_particles,
+    geometry_for,
+)
+from caloflow.data.geometry import Geometry, Layer
+from caloflow.data.grid_geometry import GridGeometry
 
 __all__ = [
-    "DS1_ENERGY_COUNTS",
-    "PARTICLES",
-    "PHOTON",
-    "PION",
+    "DATASETS",
+    "DATASET_NAMES",
+    "Dataset",
+    "DatasetError",
     "Geometry",
+    "GridGeometry",
     "Layer",
+    "dataset",
+    "ds1_dataset",
     "ds1_energy_multiset",
+    "ds1_particles",
     "geometry_for",
 ]

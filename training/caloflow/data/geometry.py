@@ -1,4 +1,4 @@
-"""Calorimeter geometry of CaloChallenge Dataset 1 (photons and charged pions).
+"""Cylindrical calorimeter geometry in the CaloChallenge binning format (Datasets 1, 2 and 3).
 
 A geometry is an ordered list of the *relevant* layers of a CaloChallenge binning file (those with more
 than one radial edge). Voxel order inside a layer is alpha bin outer, radial bin inner; layers follow in
@@ -13,13 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
-
-Particle = Literal["photon", "pion"]
-PARTICLES: tuple[Particle, ...] = ("photon", "pion")
 
 
 @dataclass(frozen=True)
@@ -53,11 +49,18 @@ class Layer:
 
 @dataclass(frozen=True)
 class Geometry:
-    """The relevant layers of one particle's binning, in voxel order."""
+    """The relevant layers of one particle's binning, in voxel order (built-in ones: ``caloflow.data.datasets``)."""
 
     name: str
     pid: int
     layers: tuple[Layer, ...]
+
+    kind = "cylindrical"
+
+    @property
+    def shower_shape(self) -> tuple[int]:
+        """One shower's shape in a CaloChallenge file: a flat vector of voxels."""
+        return (self.n_voxels,)
 
     @property
     def n_layers(self) -> int:
@@ -116,6 +119,7 @@ class Geometry:
     def to_dict(self) -> dict[str, object]:
         """JSON-friendly description (used in model manifests)."""
         return {
+            "kind": self.kind,
             "name": self.name,
             "pid": self.pid,
             "n_voxels": self.n_voxels,
@@ -136,45 +140,3 @@ class Geometry:
         pid = data["pid"]
         assert isinstance(pid, int)
         return cls(name=str(data["name"]), pid=pid, layers=layers)
-
-
-_EM_PRESAMPLER = Layer(0, (0, 5, 10, 30, 50, 100, 200, 400, 600), 1)
-_EM_BACK = Layer(3, (0, 50, 100, 200, 400, 600), 1)
-
-PHOTON = Geometry(
-    name="photon",
-    pid=22,
-    layers=(
-        _EM_PRESAMPLER,
-        Layer(1, (0, 2, 4, 6, 8, 10, 12, 15, 20, 30, 40, 50, 70, 90, 120, 150, 200), 10),
-        Layer(2, (0, 2, 5, 10, 15, 20, 25, 30, 40, 50, 60, 80, 100, 130, 160, 200, 250, 300, 350, 400), 10),
-        _EM_BACK,
-        Layer(12, (0, 100, 200, 400, 1000, 2000), 1),
-    ),
-)
-
-_TILE_EDGES = (0, 10, 20, 30, 50, 80, 100, 130, 160, 200, 250, 300, 350, 400)
-
-PION = Geometry(
-    name="pion",
-    pid=211,
-    layers=(
-        _EM_PRESAMPLER,
-        Layer(1, (0, 1, 4, 7, 10, 15, 30, 50, 90, 150, 200), 10),
-        Layer(2, (0, 5, 10, 20, 30, 50, 80, 130, 200, 300, 400), 10),
-        _EM_BACK,
-        Layer(12, (*_TILE_EDGES, 1000, 2000), 10),
-        Layer(13, (*_TILE_EDGES, 600, 1000, 2000), 10),
-        Layer(14, (0, 50, 100, 150, 200, 250, 300, 400, 600, 1000, 2000), 1),
-    ),
-)
-
-_BY_PARTICLE: dict[str, Geometry] = {"photon": PHOTON, "pion": PION}
-
-
-def geometry_for(particle: str) -> Geometry:
-    """The built-in Dataset 1 geometry of ``particle`` ("photon" or "pion")."""
-    try:
-        return _BY_PARTICLE[particle]
-    except KeyError:
-        raise ValueError(f"unknown particle {particle!r}; expected one of {sorted(_BY_PARTICLE)}") from None

@@ -1,7 +1,13 @@
-"""Read, write and validate CaloChallenge HDF5 shower files.
+"""Read, write and validate HDF5 shower files in each dataset's official layout.
 
-A file holds ``incident_energies`` (N, 1) and ``showers`` (N, n_voxels), both in MeV, gzip-compressed,
-plus file attributes for provenance (generator, version, seed, ...). Readers work chunk by chunk, so a
+Two layouts (``caloflow.data.datasets`` says which dataset uses which):
+
+* ``calochallenge``: ``incident_energies`` (N, 1) and ``showers`` (N, n_voxels), both in MeV;
+* ``ild``: group ``30x30`` with ``energy`` (N, 1) in **GeV** and ``layers`` (N, 30, 30, 30) in MeV.
+
+Readers always hand out incident energies in MeV, shape (n, 1), and showers flat, (n, n_voxels) (a C-order
+view of the grid: ``reshape(n, *shower_shape)`` restores it). Files are gzip-compressed, with file attributes
+for provenance (generator, version, seed, ...). Readers work chunk by chunk, so a
 full Dataset 1 file (121 000 x 368 float64, 356 MB) is never held in memory unless asked for.
 
 Every problem with a file is reported as a :class:`~caloflow.errors.ShowerFileError` whose message names
@@ -18,19 +24,21 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import h5py
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from caloflow import __version__
-from caloflow.data.geometry import PHOTON, PION, Geometry
+from caloflow.data.datasets import dataset_for_voxels
 from caloflow.errors import ShowerFileError
 
 __all__ = [
     "ENERGIES",
+    "LAYOUTS",
     "SHOWERS",
+    "FileLayoutSpec",
     "ShowerFileInfo",
     "ShowerWriter",
     "check_shower_chunk",
@@ -45,15 +53,53 @@ __all__ = [
 ENERGIES = "incident_energies"
 SHOWERS = "showers"
 _CHUNK_BYTES = 1 << 20  # target size of one HDF5 chunk of showers
-_KNOWN_VOXEL_COUNTS = {
-    PHOTON.n_voxels: "the Dataset 1 photon geometry",
-    PION.n_voxels: "the Dataset 1 pion geometry",
-    6480: "Dataset 2",
-    40500: "Dataset 3",
-}
 
 FloatArray = NDArray[np.floating[Any]]
 AttrValue = str | int | float | bool | list[Any]
+
+
+class _Geometry(Protocol):
+    """What the file functions need of a geometry (cylindrical or grid)."""
+
+    @property
+    def n_voxels(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class FileLayoutSpec:
+    """Where a layout keeps its arrays, and the unit of its incident energies."""
+
+    name: str
+    group: str  # "" for the file's root
+    energies_key: str
+    showers_key: str
+    energy_unit_mev: float  # 1.0: stored in MeV; 1000.0: stored in GeV
+    energy_unit: str
+    shower_dims: str  # one shower's stored axes, for messages and the rank check
+
+    def path_of(self, key: str) -> str:
+        return f"{self.group}/{key}" if self.group else key
+
+    @property
+    def energies_path(self) -> str:
+        return self.path_of(self.energies_key)
+
+    @property
+    def showers_path(self) -> str:
+        return self.path_of(self.showers_key)
+
+
+LAYOUTS: dict[str, FileLayoutSpec] = {
+    "calochallenge": FileLayoutSpec("calochallenge", "", ENERGIES, SHOWERS, 1.0, "MeV", "n_voxels"),
+    "ild": FileLayoutSpec("ild", "30x30", "energy", "layers", 1000.0, "GeV", "layers, x, z"),
+}
+
+
+def layout_spec(layout: str) -> FileLayoutSpec:
+    try:
+        return LAYOUTS[layout]
+    except KeyError:
+        raise ValueError(f"unknown file layout {layout!r}; expected one of {sorted(LAYOUTS)}") from None
 
 
 @dataclass(frozen=True)
@@ -66,6 +112,8 @@ class ShowerFileInfo:
     dtype: np.dtype[Any]
     attrs: dict[str, AttrValue] = field(default_factory=dict)
     compression: str | None = None
+    layout: str = "calochallenge"
+    shower_shape: tuple[int, ...] = ()  # one shower's stored shape ((n_voxels,) for CaloChallenge files)
 
 
 # --------------------------------------------------------------------------------------------- writing
@@ -75,7 +123,9 @@ class ShowerWriter:
     """Append showers to a new CaloChallenge file; the file appears under ``path`` only on success.
 
     ``expected_rows`` is a hint that pre-sizes the datasets; more or fewer rows may be appended.
-    Used as a context manager, an exception inside the block removes the partial file.
+    Used as a context manager, an exception inside the block removes the partial file. ``layout`` and
+    ``shower_shape`` write another dataset's layout (``ild``: showers stored as (n, *shower_shape), energies
+    converted from MeV to the layout's unit); appended showers may be flat or in that shape.
     """
 
     def __init__(
@@ -86,9 +136,15 @@ class ShowerWriter:
         attrs: Mapping[str, Any] | None = None,
         expected_rows: int | None = None,
         dtype: DTypeLike = np.float64,
+        layout: str = "calochallenge",
+        shower_shape: tuple[int, ...] | None = None,
     ) -> None:
         if n_voxels < 1:
             raise ValueError(f"n_voxels must be positive, got {n_voxels}")
+        self.shape = (n_voxels,) if shower_shape is None else tuple(shower_shape)
+        if int(np.prod(self.shape)) != n_voxels:
+            raise ValueError(f"shower_shape {self.shape} does not hold {n_voxels} voxels")
+        self.layout = layout_spec(layout)
         self.path = Path(path)
         self.n_voxels = n_voxels
         self.rows = 0
@@ -108,18 +164,18 @@ class ShowerWriter:
         chunk_rows = max(1, _CHUNK_BYTES // (self.n_voxels * self._dtype.itemsize))
         common = {"dtype": self._dtype, "compression": "gzip", "track_times": False}
         self._energies = self._file.create_dataset(
-            ENERGIES, shape=(rows, 1), maxshape=(None, 1), chunks=(max(chunk_rows, 4096), 1), **common
+            self.layout.energies_path, shape=(rows, 1), maxshape=(None, 1), chunks=(max(chunk_rows, 4096), 1), **common
         )
         self._showers = self._file.create_dataset(
-            SHOWERS,
-            shape=(rows, self.n_voxels),
-            maxshape=(None, self.n_voxels),
-            chunks=(chunk_rows, self.n_voxels),
+            self.layout.showers_path,
+            shape=(rows, *self.shape),
+            maxshape=(None, *self.shape),
+            chunks=(chunk_rows, *self.shape),
             **common,
         )
 
     def append(self, incident_energies_mev: ArrayLike, showers_mev: ArrayLike) -> None:
-        """Append n showers: energies of shape (n,) or (n, 1), showers (n, n_voxels), in MeV."""
+        """Append n showers: energies of shape (n,) or (n, 1), showers (n, n_voxels) or (n, *shape), in MeV."""
         energies, showers = self._checked_batch(incident_energies_mev, showers_mev)
         stop = self.rows + len(showers)
         if stop > self._showers.shape[0]:
@@ -138,9 +194,9 @@ class ShowerWriter:
             e = e[:, None]
         if e.ndim != 2 or e.shape[1] != 1:
             raise ValueError(f"incident energies must have shape (n,) or (n, 1), got {e.shape}")
-        if x.shape != (e.shape[0], self.n_voxels):
+        if x.shape not in ((e.shape[0], self.n_voxels), (e.shape[0], *self.shape)):
             raise ValueError(f"showers must have shape ({e.shape[0]}, {self.n_voxels}), got {x.shape}")
-        return e, x
+        return e / self.layout.energy_unit_mev, x.reshape(e.shape[0], *self.shape)
 
     def close(self) -> None:
         """Finish the file and move it to ``path`` (replacing any file there)."""
@@ -223,80 +279,111 @@ def _python_value(value: Any) -> AttrValue:
 # --------------------------------------------------------------------------------------------- reading
 
 
-def open_shower_file(path: str | os.PathLike[str], geometry: Geometry | None = None) -> ShowerFileInfo:
+def open_shower_file(
+    path: str | os.PathLike[str], geometry: _Geometry | None = None, *, layout: str = "calochallenge"
+) -> ShowerFileInfo:
     """Check a file's structure (datasets, shapes, dtypes, voxel count) and describe it."""
     with _open(path) as h5:
-        return _inspect(h5, Path(path), geometry)
+        return _inspect(h5, Path(path), geometry, layout_spec(layout))
 
 
 def read_showers(
-    path: str | os.PathLike[str], geometry: Geometry | None = None, *, start: int = 0, stop: int | None = None
+    path: str | os.PathLike[str],
+    geometry: _Geometry | None = None,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    layout: str = "calochallenge",
 ) -> tuple[FloatArray, FloatArray]:
-    """Rows ``start:stop`` as (energies (n, 1), showers (n, n_voxels)), MeV, in the stored dtype."""
+    """Rows ``start:stop`` as (energies (n, 1) MeV, showers (n, n_voxels) MeV), in the stored dtype."""
+    spec = layout_spec(layout)
     with _open(path) as h5:
-        _inspect(h5, Path(path), geometry)
-        return h5[ENERGIES][start:stop], h5[SHOWERS][start:stop]
+        _inspect(h5, Path(path), geometry, spec)
+        return _read_rows(h5, spec, start, stop)
 
 
-def read_incident_energies(path: str | os.PathLike[str], geometry: Geometry | None = None) -> FloatArray:
+def _read_rows(h5: Any, spec: FileLayoutSpec, start: int, stop: int | None) -> tuple[FloatArray, FloatArray]:
+    energies = h5[spec.energies_path][start:stop]
+    showers = h5[spec.showers_path][start:stop]
+    if spec.energy_unit_mev != 1.0:
+        energies = energies * energies.dtype.type(spec.energy_unit_mev)
+    return energies, showers.reshape(len(showers), -1)
+
+
+def read_incident_energies(
+    path: str | os.PathLike[str], geometry: _Geometry | None = None, *, layout: str = "calochallenge"
+) -> FloatArray:
     """All incident energies as a flat (N,) array in MeV (showers are not read)."""
+    spec = layout_spec(layout)
     with _open(path) as h5:
-        _inspect(h5, Path(path), geometry)
-        return np.asarray(h5[ENERGIES][:, 0])
+        _inspect(h5, Path(path), geometry, spec)
+        return np.asarray(h5[spec.energies_path][:, 0]) * spec.energy_unit_mev
 
 
 def iter_showers(
-    path: str | os.PathLike[str], geometry: Geometry | None = None, *, chunk_rows: int = 10_000
+    path: str | os.PathLike[str],
+    geometry: _Geometry | None = None,
+    *,
+    chunk_rows: int = 10_000,
+    layout: str = "calochallenge",
 ) -> Iterator[tuple[FloatArray, FloatArray]]:
-    """Yield (energies (n, 1), showers (n, n_voxels)) blocks of at most ``chunk_rows`` rows, in order."""
+    """Yield (energies (n, 1) MeV, showers (n, n_voxels) MeV) blocks of at most ``chunk_rows`` rows, in order."""
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
+    spec = layout_spec(layout)
     with _open(path) as h5:
-        info = _inspect(h5, Path(path), geometry)
-        energies, showers = h5[ENERGIES], h5[SHOWERS]
+        info = _inspect(h5, Path(path), geometry, spec)
         for start in range(0, info.n_showers, chunk_rows):
-            stop = min(start + chunk_rows, info.n_showers)
-            yield energies[start:stop], showers[start:stop]
+            yield _read_rows(h5, spec, start, min(start + chunk_rows, info.n_showers))
 
 
 def validate_shower_file(
     path: str | os.PathLike[str],
-    geometry: Geometry | None = None,
+    geometry: _Geometry | None = None,
     *,
     chunk_rows: int = 10_000,
     on_chunk: Callable[[FloatArray, FloatArray], None] | None = None,
+    layout: str = "calochallenge",
 ) -> ShowerFileInfo:
     """Check structure and every value (finite, voxels >= 0, energies > 0), chunk by chunk.
 
     ``on_chunk(energies, showers)`` sees each chunk once it has passed (progress bars, statistics),
     so one pass over the file can both validate and summarise it.
     """
-    info = open_shower_file(path, geometry)
+    info = open_shower_file(path, geometry, layout=layout)
     if info.n_showers == 0:
         raise ShowerFileError(f"{path}: the file holds no showers")
     start = 0
-    for energies, showers in iter_showers(path, geometry, chunk_rows=chunk_rows):
-        check_shower_chunk(path, start, energies, showers)
+    for energies, showers in iter_showers(path, geometry, chunk_rows=chunk_rows, layout=layout):
+        check_shower_chunk(path, start, energies, showers, layout=layout)
         start += len(showers)
         if on_chunk is not None:
             on_chunk(energies, showers)
     return info
 
 
-def check_shower_chunk(path: str | os.PathLike[str], start: int, energies: FloatArray, showers: FloatArray) -> None:
-    """Raise ShowerFileError for the first bad value in rows ``start ...`` of a file."""
+def check_shower_chunk(
+    path: str | os.PathLike[str],
+    start: int,
+    energies: FloatArray,
+    showers: FloatArray,
+    *,
+    layout: str = "calochallenge",
+) -> None:
+    """Raise ShowerFileError for the first bad value in rows ``start ...`` of a file (energies in MeV)."""
+    spec = layout_spec(layout)
     bad = _first_true(~np.isfinite(energies[:, 0]) | ~(energies[:, 0] > 0))
     if bad is not None:
         value = energies[bad, 0]
         what = "not finite" if not np.isfinite(value) else "not positive"
-        raise ShowerFileError(f"{path}: {ENERGIES} row {start + bad} is {what} ({value:g} MeV)")
+        raise ShowerFileError(f"{path}: {spec.energies_path} row {start + bad} is {what} ({value:g} MeV)")
     for mask, what in ((~np.isfinite(showers), "a non-finite"), (showers < 0, "a negative")):
         flat = _first_true(mask.ravel())
         if flat is not None:
             row, voxel = divmod(flat, showers.shape[1])
             value = showers[row, voxel]
             raise ShowerFileError(
-                f"{path}: {SHOWERS} row {start + row} has {what} voxel ({value:g} MeV at voxel {voxel})"
+                f"{path}: {spec.showers_path} row {start + row} has {what} voxel ({value:g} MeV at voxel {voxel})"
             )
 
 
@@ -318,42 +405,55 @@ def _open(path: str | os.PathLike[str]) -> Any:
         raise ShowerFileError(f"{path}: cannot open HDF5 file ({exc})") from exc
 
 
-def _inspect(h5: Any, path: Path, geometry: Geometry | None) -> ShowerFileInfo:
-    for name in (ENERGIES, SHOWERS):
+def file_layout(path: str | os.PathLike[str]) -> str | None:
+    """The layout whose arrays the file holds (``calochallenge`` / ``ild``), or None."""
+    with _open(path) as h5:
+        for spec in LAYOUTS.values():
+            if all(isinstance(h5.get(p), h5py.Dataset) for p in (spec.energies_path, spec.showers_path)):
+                return spec.name
+    return None
+
+
+def _inspect(h5: Any, path: Path, geometry: _Geometry | None, spec: FileLayoutSpec) -> ShowerFileInfo:
+    for name in (spec.energies_path, spec.showers_path):
         if not isinstance(h5.get(name), h5py.Dataset):
-            raise ShowerFileError(f"{path}: missing dataset {name!r} (found: {sorted(h5.keys())})")
-    energies, showers = h5[ENERGIES], h5[SHOWERS]
-    _check_shapes(path, energies.shape, showers.shape)
+            raise ShowerFileError(f"{path}: missing dataset {name!r} ({_found(h5, spec)})")
+    energies, showers = h5[spec.energies_path], h5[spec.showers_path]
+    _check_shapes(path, spec, energies.shape, showers.shape)
     for ds in (energies, showers):
         if not np.issubdtype(ds.dtype, np.floating):
             raise ShowerFileError(f"{path}: dataset {ds.name.lstrip('/')!r} has dtype {ds.dtype}, expected float")
-    if geometry is not None:
-        _check_voxel_count(path, showers.shape[1], geometry)
+    n_voxels = int(np.prod(showers.shape[1:]))
+    if geometry is not None and n_voxels != geometry.n_voxels:
+        message = f"{path}: showers have {n_voxels} voxels, the expected geometry has {geometry.n_voxels}"
+        fits = [d.name for d in dataset_for_voxels(n_voxels) if spec.name == d.layout]
+        if fits:
+            message += f"; {n_voxels} voxels is {' / '.join(fits)} - wrong --dataset or file?"
+        raise ShowerFileError(message)
     return ShowerFileInfo(
         path=path,
         n_showers=int(showers.shape[0]),
-        n_voxels=int(showers.shape[1]),
+        n_voxels=n_voxels,
         dtype=showers.dtype,
         attrs=_read_attrs(h5),
         compression=showers.compression,
+        layout=spec.name,
+        shower_shape=tuple(int(d) for d in showers.shape[1:]),
     )
 
 
-def _check_shapes(path: Path, e_shape: tuple[int, ...], x_shape: tuple[int, ...]) -> None:
+def _found(h5: Any, spec: FileLayoutSpec) -> str:
+    where = h5[spec.group] if spec.group and isinstance(h5.get(spec.group), h5py.Group) else h5
+    return f"found in {where.name}: {sorted(where.keys())}"
+
+
+def _check_shapes(path: Path, spec: FileLayoutSpec, e_shape: tuple[int, ...], x_shape: tuple[int, ...]) -> None:
     if len(e_shape) != 2 or e_shape[1] != 1:
-        raise ShowerFileError(f"{path}: {ENERGIES} has shape {e_shape}, expected (N, 1)")
-    if len(x_shape) != 2:
-        raise ShowerFileError(f"{path}: {SHOWERS} has shape {x_shape}, expected (N, n_voxels)")
+        raise ShowerFileError(f"{path}: {spec.energies_path} has shape {e_shape}, expected (N, 1)")
+    if len(x_shape) != 1 + len(spec.shower_dims.split(",")):
+        raise ShowerFileError(f"{path}: {spec.showers_path} has shape {x_shape}, expected (N, {spec.shower_dims})")
     if e_shape[0] != x_shape[0]:
         raise ShowerFileError(
-            f"{path}: {ENERGIES} has {e_shape[0]} rows but {SHOWERS} has {x_shape[0]}; they must match"
+            f"{path}: {spec.energies_path} has {e_shape[0]} rows but {spec.showers_path} has {x_shape[0]}; "
+            "they must match"
         )
-
-
-def _check_voxel_count(path: Path, n_voxels: int, geometry: Geometry) -> None:
-    if n_voxels == geometry.n_voxels:
-        return
-    message = f"{path}: showers have {n_voxels} voxels, the {geometry.name} geometry has {geometry.n_voxels}"
-    if n_voxels in _KNOWN_VOXEL_COUNTS:
-        message += f"; {n_voxels} voxels is {_KNOWN_VOXEL_COUNTS[n_voxels]} - wrong --particle or file?"
-    raise ShowerFileError(message)

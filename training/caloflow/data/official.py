@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from caloflow.data.energies import DS1_ENERGY_COUNTS
-from caloflow.data.geometry import Particle, geometry_for
+from caloflow.data.datasets import ds1_dataset, ds1_particles
 from caloflow.data.hdf5 import ShowerFileInfo, read_incident_energies, validate_shower_file
 from caloflow.errors import ShowerFileError
 
@@ -43,7 +42,7 @@ __all__ = [
     "verify_official_file",
 ]
 
-ZENODO_DOI = "10.5281/zenodo.8099322"
+ZENODO_DOI = ds1_dataset("photon").doi
 ZENODO_URL = f"https://doi.org/{ZENODO_DOI}"
 TRAIN_FRACTION = 0.7
 
@@ -59,22 +58,20 @@ class OfficialFile:
     """One Zenodo file of Dataset 1."""
 
     name: str
-    particle: Particle
+    particle: str
     role: str  # "training" (first 70 % train, last 30 % validation) or "evaluation"
 
     @property
     def n_showers(self) -> int:
-        return sum(DS1_ENERGY_COUNTS[self.particle].values())
+        return ds1_dataset(self.particle).showers_per_file
 
     @property
     def n_voxels(self) -> int:
-        return geometry_for(self.particle).n_voxels
+        return ds1_dataset(self.particle).n_voxels
 
 
 OFFICIAL_FILES: tuple[OfficialFile, ...] = tuple(
-    OfficialFile(f"dataset_1_{particle}s_{k}.hdf5", particle, role)
-    for particle in ("photon", "pion")
-    for k, role in ((1, "training"), (2, "evaluation"))
+    OfficialFile(f.name, particle, f.role) for particle in ds1_particles() for f in ds1_dataset(particle).official_files
 )
 
 
@@ -85,7 +82,7 @@ def official_file(name: str) -> OfficialFile | None:
 
 def training_split(particle: str) -> tuple[int, int]:
     """(training rows, validation rows) of the ``_1`` file: the first 70 % and the rest, in file order."""
-    n = sum(DS1_ENERGY_COUNTS[particle].values())
+    n = ds1_dataset(particle).showers_per_file
     n_train = n * 7 // 10
     return n_train, n - n_train
 
@@ -111,10 +108,10 @@ def verify_official_file(
     on_bytes: Callable[[int], None] | None = None,
 ) -> OfficialFileReport:
     """Check a Dataset 1 file for ``particle``; raise ShowerFileError naming the first problem found."""
-    geometry = geometry_for(particle)
+    geometry = ds1_dataset(particle).geometry
     on_chunk = None if on_rows is None else (lambda _e, x: on_rows(len(x)))
     info = validate_shower_file(path, geometry, chunk_rows=chunk_rows, on_chunk=on_chunk)
-    problems = energy_count_problems(_energy_counts(path), DS1_ENERGY_COUNTS[particle])
+    problems = energy_count_problems(_energy_counts(path), dict(ds1_dataset(particle).energies.counts))
     if problems:
         raise ShowerFileError(f"{path}: not the Dataset 1 {particle} energy multiset: " + "; ".join(problems))
     sha256, md5 = file_digests(path, on_bytes=on_bytes)

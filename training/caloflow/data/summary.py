@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from caloflow.data.features import compute_features
-from caloflow.data.geometry import Geometry
-from caloflow.data.hdf5 import FloatArray, ShowerFileInfo, validate_shower_file
+from caloflow.data.dataset_files import validate_dataset_file
+from caloflow.data.datasets import Dataset
+from caloflow.data.hdf5 import FloatArray, ShowerFileInfo
 
 __all__ = ["EnergyRow", "ShowerFileSummary", "is_standin", "summarize_shower_file"]
 
@@ -45,7 +45,7 @@ class EnergyRow:
 @dataclass(frozen=True)
 class ShowerFileSummary:
     info: ShowerFileInfo
-    geometry: Geometry
+    dataset: Dataset
     energies: tuple[EnergyRow, ...]
     layer_sparsity: tuple[float, ...]  # mean over showers, per relevant layer
     layer_energy_share: tuple[float, ...]  # sum of E_layer over sum of E_tot, per relevant layer
@@ -58,12 +58,12 @@ class ShowerFileSummary:
         return "\n".join([*self._header(), *self._energy_table(), *self._layer_table(), *self._provenance()])
 
     def _header(self) -> list[str]:
-        i, g = self.info, self.geometry
-        layers = " ".join(str(layer_id) for layer_id in g.layer_ids)
+        i, d = self.info, self.dataset
+        shape = " x ".join(str(n) for n in i.shower_shape)
         lines = [
             f"{i.path}",
-            f"  {i.n_showers} showers x {i.n_voxels} voxels, {i.dtype}, compression {i.compression}",
-            f"  {g.name} geometry (pid {g.pid}), layers {layers}",
+            f"  {i.n_showers} showers x {shape} voxels, {i.dtype}, compression {i.compression}, {i.layout} layout",
+            f"  {d.name}: {d.title}, {d.particle} (pid {d.pid}), {d.geometry_kind} geometry, {d.n_layers} layers",
         ]
         return [STANDIN_WARNING, *lines] if self.standin else lines
 
@@ -75,9 +75,10 @@ class ShowerFileSummary:
 
     def _layer_table(self) -> list[str]:
         lines = [f"  {'layer':<7}{'voxels':>7}{'sparsity':>10}{'energy share':>14}"]
-        rows = zip(self.geometry.layers, self.layer_sparsity, self.layer_energy_share, strict=True)
-        for layer, sparsity, share in rows:
-            lines.append(f"  {layer.layer_id:<7}{layer.n_voxels:>7}{sparsity:>10.3f}{share:>13.2%}")
+        g = self.dataset.geometry
+        rows = zip(g.layer_ids, g.layer_sizes, self.layer_sparsity, self.layer_energy_share, strict=True)
+        for layer_id, size, sparsity, share in rows:
+            lines.append(f"  {layer_id:<7}{size:>7}{sparsity:>10.3f}{share:>13.2%}")
         return lines
 
     def _provenance(self) -> list[str]:
@@ -95,20 +96,20 @@ def is_standin(attrs: Mapping[str, object]) -> bool:
 
 def summarize_shower_file(
     path: str | os.PathLike[str],
-    geometry: Geometry,
+    ds: Dataset,
     *,
     chunk_rows: int = 10_000,
     on_rows: Callable[[int], None] | None = None,
 ) -> ShowerFileSummary:
-    """Validate the file (ShowerFileError on any problem) and summarise it, in one chunked pass."""
-    acc = _Accumulator(geometry)
+    """Validate the file as a ``ds`` file (ShowerFileError on any problem) and summarise it, in one pass."""
+    acc = _Accumulator(ds)
 
     def on_chunk(energies: FloatArray, showers: FloatArray) -> None:
         acc.add(energies, showers)
         if on_rows is not None:
             on_rows(len(showers))
 
-    info = validate_shower_file(path, geometry, chunk_rows=chunk_rows, on_chunk=on_chunk)
+    info = validate_dataset_file(path, ds, chunk_rows=chunk_rows, on_chunk=on_chunk)
     return acc.finish(info)
 
 
@@ -128,17 +129,21 @@ class _EnergyBin:
 
 @dataclass
 class _Accumulator:
-    geometry: Geometry
+    dataset: Dataset
     bins: dict[int, _EnergyBin] = field(default_factory=dict)
     sparsity_sum: FloatArray | None = None
     layer_energy: FloatArray | None = None
     n: int = 0
 
     def add(self, energies: FloatArray, showers: FloatArray) -> None:
-        f = compute_features(showers, self.geometry, energies)
-        assert f.e_inc is not None and f.e_ratio is not None
-        self._add_energies(f.e_inc, f.e_ratio)
-        sparsity, layer_energy = f.sparsity.sum(axis=0), f.e_layer.sum(axis=0)
+        g = self.dataset.geometry
+        starts = list(g.layer_offsets[:-1])
+        e_layer = np.add.reduceat(showers, starts, axis=1)
+        hits = np.add.reduceat((showers > 0).astype(np.float64), starts, axis=1)
+        e_inc = energies[:, 0].astype(np.float64)
+        self._add_energies(e_inc, e_layer.sum(axis=1) / e_inc)
+        sparsity = (1.0 - hits / np.asarray(g.layer_sizes)).sum(axis=0)
+        layer_energy = e_layer.sum(axis=0)
         self.sparsity_sum = sparsity if self.sparsity_sum is None else self.sparsity_sum + sparsity
         self.layer_energy = layer_energy if self.layer_energy is None else self.layer_energy + layer_energy
         self.n += len(showers)
@@ -158,7 +163,7 @@ class _Accumulator:
         total = float(self.layer_energy.sum())
         return ShowerFileSummary(
             info=info,
-            geometry=self.geometry,
+            dataset=self.dataset,
             energies=tuple(self.bins[k].row() for k in sorted(self.bins)),
             layer_sparsity=tuple(float(s) / self.n for s in self.sparsity_sum),
             layer_energy_share=tuple(float(e) / total if total > 0 else 0.0 for e in self.layer_energy),

@@ -19,8 +19,9 @@ import torch
 from numpy.typing import NDArray
 from tqdm import tqdm
 
+from caloflow.data.datasets import dataset
 from caloflow.data.features import HighLevelFeatures, compute_features
-from caloflow.data.geometry import Geometry, geometry_for
+from caloflow.data.geometry import Geometry
 from caloflow.evaluation import plots
 from caloflow.evaluation.classifier import RepeatedResult, run_repeated
 from caloflow.evaluation.classifier_features import high_level_inputs, low_level_inputs, low_normed_inputs
@@ -84,7 +85,7 @@ class _Prepared:
 def evaluate(config: EvaluationConfig) -> EvaluationResult:
     """Run the evaluation ``config`` describes and write ``metrics.json``, ``index.html`` and the PNGs."""
     device = _resolve_device(config.device)
-    geometry = geometry_for(config.particle)
+    geometry = dataset(config.particle).cylindrical_geometry
     generated, reference = load_pair(config.generated, config.reference, geometry, max_showers=config.max_showers)
     if config.threads is not None:
         torch.set_num_threads(config.threads)

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from caloflow import __version__
 from caloflow import preprocessing as pp
-from caloflow.data.geometry import geometry_for
+from caloflow.data.datasets import geometry_for
 from caloflow.errors import CaloflowError
 from caloflow.flows import Flow
 from caloflow.training import distillation as dist

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from caloflow import preprocessing as pp
-from caloflow.data.geometry import geometry_for
+from caloflow.data.datasets import dataset, geometry_for
 from caloflow.errors import CaloflowError
 from caloflow.training.data import load_training_data
 from caloflow.training.models import count_parameters, make_flow1, make_student, make_teacher
@@ -84,7 +84,7 @@ def run_training(
     if threads is not None:
         torch.set_num_threads(threads)
     torch_device = resolve_device(device)
-    geometry = geometry_for(particle)
+    geometry = dataset(particle).cylindrical_geometry
     data = load_training_data(data_path, geometry, max_showers=max_showers, device=torch_device)
     if not data.is_standin:
         logger.info("training on %s (not a stand-in file)", data_path)

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from caloflow import __version__
-from caloflow.data.energies import ds1_energy_multiset
+from caloflow.data.datasets import dataset
 from caloflow.data.hdf5 import ShowerWriter, read_incident_energies
 from caloflow.export.fast import fast_sampler
 from caloflow.sampler import draw_noise
@@ -60,7 +60,7 @@ def sample_to_file(
     if energies_from is not None:
         energies = read_incident_energies(energies_from).astype(np.float64)
     else:
-        energies = np.random.default_rng(seed).permutation(ds1_energy_multiset(run.particle, scale))
+        energies = dataset(run.particle).file_energies(scale, np.random.default_rng(seed))
     attrs = _attrs(run, seed, flow)
     with ShowerWriter(out, run.prep.n_voxels, attrs=attrs, expected_rows=len(energies)) as writer:
         bar = tqdm(total=len(energies), unit="shower", disable=not progress, desc="sampling")

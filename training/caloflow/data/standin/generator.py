@@ -1,9 +1,10 @@
-"""The stand-in generator's core: seeded, chunk-size-independent streams of Dataset 1 showers.
+"""The stand-in generators' core: seeded, chunk-size-independent streams of showers, one model per dataset.
 
 Reproducibility: showers are generated in blocks of :data:`BLOCK_SIZE` consecutive showers (the last
-block may be shorter). Block ``b`` of particle ``p`` draws from its own random stream,
-``Philox(SeedSequence(seed, spawn_key=(SHOWER_STREAM, pid(p), b)))``, so shower ``i`` depends only
-on (particle, seed, the energies of its block, ``i``), never on ``chunk_size``: any chunking gives
+block may be shorter). Block ``b`` of dataset ``d`` draws from its own random stream,
+``Philox(SeedSequence(seed, spawn_key=(SHOWER_STREAM, *stream_key(d), b)))`` (Dataset 1: the particle's pid
+alone, as before the registry had other datasets; the others add a tag of the dataset's name), so shower ``i``
+depends only on (dataset, seed, the energies of its block, ``i``), never on ``chunk_size``: any chunking gives
 byte-identical showers. SeedSequence hashes the seed together with the spawn key, so any two
 distinct seeds (``s`` and ``s + 1`` included) give independent streams; the train (``_1``) and
 evaluation (``_2``) files of a pair are simply written with two different seeds.
@@ -14,12 +15,13 @@ algorithms or its float32 trigonometry between versions, which moves a few spots
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from caloflow.data.geometry import geometry_for
+from caloflow.data.datasets import Dataset, DatasetError, dataset
 from caloflow.data.standin.photon import photon_showers
 from caloflow.data.standin.pion import pion_showers
 from caloflow.errors import CaloflowError
@@ -28,22 +30,28 @@ FloatArray = NDArray[np.float64]
 BlockModel = Callable[[FloatArray, np.random.Generator], FloatArray]
 
 GENERATOR_NAME = "caloflow-standin"
-GENERATOR_VERSION = "1"  # bump whenever the showers for a given (particle, energies, seed) change
+GENERATOR_VERSION = "1"  # bump whenever the showers for a given (dataset, energies, seed) change
 BLOCK_SIZE = 512
 SHOWER_STREAM = 0
 SHUFFLE_STREAM = 1
 
-_MODELS: dict[str, BlockModel] = {"photon": photon_showers, "pion": pion_showers}
+# dataset name -> block model: (energies MeV (n,), generator) -> showers (n, n_voxels) MeV, flat (C order)
+_MODELS: dict[str, BlockModel] = {"ds1-photon": photon_showers, "ds1-pion": pion_showers}
 
 
 class StandinError(CaloflowError, ValueError):
     """Invalid arguments to the stand-in generator (a ``ValueError``; the CLI prints it as one line)."""
 
 
-def random_stream(seed: int, particle: str, purpose: int, index: int = 0) -> np.random.Generator:
-    """An independent generator for (seed, particle, purpose, index)."""
-    key = (purpose, checked_particle(particle), index)
+def random_stream(seed: int, name: str, purpose: int, index: int = 0) -> np.random.Generator:
+    """An independent generator for (seed, dataset ``name`` or its short form, purpose, index)."""
+    key = (purpose, *stream_key(checked_dataset(name)), index)
     return np.random.Generator(np.random.Philox(np.random.SeedSequence(checked_seed(seed), spawn_key=key)))
+
+
+def stream_key(ds: Dataset) -> tuple[int, ...]:
+    """The dataset's part of every spawn key (Dataset 1: its pid, so DS1 files are what they always were)."""
+    return (ds.pid,) if ds.is_ds1 else (ds.pid, zlib.crc32(ds.name.encode()))
 
 
 def checked_seed(seed: int) -> int:
@@ -64,33 +72,36 @@ def _checked_energies(energies_mev: ArrayLike) -> FloatArray:
     return energies
 
 
-def checked_particle(particle: str) -> int:
-    """The PDG id of a known particle ("photon" or "pion"); :class:`StandinError` otherwise."""
+def checked_dataset(name: str) -> Dataset:
+    """The registry entry of ``name`` (a dataset or its short form); :class:`StandinError` otherwise."""
     try:
-        return geometry_for(particle).pid
-    except ValueError as exc:
+        return dataset(name)
+    except DatasetError as exc:
         raise StandinError(str(exc)) from None
 
 
-def _model(particle: str) -> BlockModel:
-    checked_particle(particle)
-    return _MODELS[particle]
+def _model(name: str) -> BlockModel:
+    ds = checked_dataset(name)
+    if ds.name not in _MODELS:
+        raise StandinError(f"no stand-in generator for {ds.name} (have: {', '.join(_MODELS)})")
+    return _MODELS[ds.name]
 
 
 def iter_standin_showers(
-    particle: str, energies_mev: np.ndarray, seed: int, chunk_size: int = 10_000
+    name: str, energies_mev: np.ndarray, seed: int, chunk_size: int = 10_000
 ) -> Iterator[np.ndarray]:
-    """Stand-in showers (float64 MeV, (n, n_voxels)) for ``energies_mev``, one array per chunk, in order.
+    """Stand-in showers (float64 MeV, (n, n_voxels) flat) for ``energies_mev``, one array per chunk, in order.
 
-    The result is byte-identical for the same (particle, energies, seed) whatever ``chunk_size``.
+    ``name`` is a dataset or its short form (``photon`` / ``pion`` for Dataset 1). The result is byte-identical
+    for the same (dataset, energies, seed) whatever ``chunk_size``.
     """
-    model = _model(particle)
+    model = _model(name)
     energies = _checked_energies(energies_mev)
     seed = checked_seed(seed)
     if chunk_size < 1:
         raise StandinError(f"chunk_size must be positive, got {chunk_size}")
     blocks = (
-        model(energies[start : start + BLOCK_SIZE], random_stream(seed, particle, SHOWER_STREAM, start // BLOCK_SIZE))
+        model(energies[start : start + BLOCK_SIZE], random_stream(seed, name, SHOWER_STREAM, start // BLOCK_SIZE))
         for start in range(0, energies.size, BLOCK_SIZE)
     )
     return _rechunked(blocks, chunk_size)

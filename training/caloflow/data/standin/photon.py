@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from caloflow.data.geometry import PHOTON
+from caloflow.data.datasets import DS1_PHOTON_GEOMETRY as PHOTON
 from caloflow.data.standin.detector import DepthGrid
 from caloflow.data.standin.fluctuations import gamma_smear, stochastic_sigma
 from caloflow.data.standin.gflash import em_radial, sample_em_shape

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from caloflow.data.geometry import PION
+from caloflow.data.datasets import DS1_PION_GEOMETRY as PION
 from caloflow.data.standin.detector import REGIONS, DepthGrid
 from caloflow.data.standin.fluctuations import gamma_smear, landau_factor, stochastic_sigma
 from caloflow.data.standin.gflash import sample_em_shape
