@@ -1,10 +1,16 @@
-"""``caloflow train {flow1,teacher,student,all}``: train CaloFlow on a CaloChallenge file."""
+"""``caloflow train {flow1,teacher,student,all}``: train CaloFlow on a CaloChallenge file.
+
+``--dataset`` names the dataset (``--particle photon|pion`` is Dataset 1's short form). The CaloFlow family
+trains Dataset 1; the other registered datasets are refused with the family that will serve them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 from typing import Any
+
+from caloflow.cli._dataset import add_dataset_option, dataset_from_args
 
 STAGE_CHOICES = {"flow1": ("flow1",), "teacher": ("teacher",), "student": ("student",)}
 
@@ -26,7 +32,7 @@ def register(subparsers: Any) -> None:
 
 
 def _add_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--particle", required=True, choices=("photon", "pion"))
+    add_dataset_option(parser)
     parser.add_argument("--data", help="training file, CaloChallenge HDF5 (e.g. dataset_1_photons_1.hdf5)")
     parser.add_argument("--preset", default="small", choices=("paper", "small", "tiny"))
     parser.add_argument("--out", help="run directory (created; reused with --resume)")
@@ -46,16 +52,21 @@ def _handle(args: argparse.Namespace) -> int:
     from caloflow.cli import CLIError
     from caloflow.training import runner
 
-    preset = runner.resolve_preset(
-        args.preset, args.particle, args.epochs_flow1, args.epochs_teacher, args.epochs_student
-    )
+    ds = dataset_from_args(args)
+    if not ds.is_ds1:
+        raise CLIError(
+            f"--dataset {ds.name}: the CaloFlow family trains Dataset 1 (ds1-photon, ds1-pion) only; "
+            f"{ds.name} needs its own family (iCaloFlow for ds2/ds3, L2LFlows for ild), not built yet"
+        )
+    particle = ds.particle
+    preset = runner.resolve_preset(args.preset, particle, args.epochs_flow1, args.epochs_teacher, args.epochs_student)
     if args.dry_run:
         print(runner.describe_preset(preset))
         return 0
     if not args.data or not args.out:
         raise CLIError("--data and --out are required (unless --dry-run)")
     summary = runner.run_training(
-        particle=args.particle,
+        particle=particle,
         data_path=args.data,
         preset=preset,
         out=args.out,
