@@ -92,7 +92,11 @@ def test_file_energies_lie_in_each_spectrum(name: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "kind", "lo", "hi"),
-    [("ds2-electron", "log-uniform", 1e3, 1e6), ("ds3-electron", "log-uniform", 1e3, 1e6), ("ild-photon", "uniform", 1e4, 1e5)],
+    [
+        ("ds2-electron", "log-uniform", 1e3, 1e6),
+        ("ds3-electron", "log-uniform", 1e3, 1e6),
+        ("ild-photon", "uniform", 1e4, 1e5),
+    ],
 )
 def test_continuous_spectra(name: str, kind: str, lo: float, hi: float) -> None:
     spec = dataset(name).energies

@@ -157,7 +157,9 @@ class ElectronShowerModel:
         halo_energy = HALO_MEDIAN_MEV * np.exp(HALO_LOG_SIGMA * rng.standard_normal(int(halo.counts.sum())))
         halo_cell = _cloud_cell(halo.counts)
         halo_sum = np.bincount(halo_cell, halo_energy, minlength=layer_energy.size).reshape(layer_energy.shape)
-        spots = _spot_clouds(energy_mev, layer_energy, radial.core_prob, radial.core_mm, radial.tail_mm, core_x, core_y, rng)
+        spots = _spot_clouds(
+            energy_mev, layer_energy, radial.core_prob, radial.core_mm, radial.tail_mm, core_x, core_y, rng
+        )
         spot_cell = _cloud_cell(spots.counts)
         weights = landau_factor((spot_cell.size,), LANDAU_WIDTH, rng)
         totals = np.bincount(spot_cell, weights, minlength=layer_energy.size)
@@ -185,7 +187,7 @@ class ElectronShowerModel:
     def _summed(self, n: int, deposits: list[tuple[tuple[IntArray, NDArray[np.bool_]], FloatArray]]) -> FloatArray:
         flat = np.concatenate([index for (index, _), _ in deposits])
         energy = np.concatenate([e[kept] for (_, kept), e in deposits])
-        summed = np.bincount(flat, weights=energy, minlength=n * self.geometry.n_voxels)
+        summed = np.bincount(flat, weights=energy, minlength=n * self.geometry.n_voxels).astype(np.float64, copy=False)
         return summed.reshape(n, self.geometry.n_voxels)
 
 
