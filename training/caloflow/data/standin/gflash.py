@@ -25,6 +25,9 @@ Radial (per depth ``tau = t / T``): the energy at radius r follows
 
 so both radii grow with depth and the core share falls behind the maximum. ``p`` is clipped to
 [0.05, 0.95], radii to [0.02, 5] R_M.
+
+The medium is an :class:`EMMedium` (``E_c``, ``Z``, ``R_M`` and the 0.812 of ``ln T``); the defaults above are
+:data:`DS1_MEDIUM`, and another calorimeter (the Par04 Si-W one of Datasets 2 and 3) passes its own.
 """
 
 from __future__ import annotations
@@ -46,6 +49,19 @@ _ENERGY_RANGE_MEV = (100.0, 1.0e7)
 
 
 @dataclass(frozen=True)
+class EMMedium:
+    """The material constants the parametrisation depends on."""
+
+    e_critical_mev: float = E_CRITICAL_MEV
+    z_eff: float = Z_EFF
+    moliere_radius_mm: float = MOLIERE_RADIUS_MM
+    t_max_offset: float = 0.812  # <ln T> = ln(ln y - t_max_offset)
+
+
+DS1_MEDIUM = EMMedium()
+
+
+@dataclass(frozen=True)
 class EMShape:
     """Per-shower Gamma profile parameters: shape ``a`` and depth of maximum ``T`` (X0)."""
 
@@ -53,17 +69,17 @@ class EMShape:
     t_max: FloatArray
 
 
-def _ln_y(energy_mev: FloatArray) -> FloatArray:
-    return np.log(np.clip(energy_mev, *_ENERGY_RANGE_MEV) / E_CRITICAL_MEV)
+def _ln_y(energy_mev: FloatArray, medium: EMMedium) -> FloatArray:
+    return np.log(np.clip(energy_mev, *_ENERGY_RANGE_MEV) / medium.e_critical_mev)
 
 
-def sample_em_shape(energy_mev: FloatArray, rng: np.random.Generator) -> EMShape:
+def sample_em_shape(energy_mev: FloatArray, rng: np.random.Generator, medium: EMMedium = DS1_MEDIUM) -> EMShape:
     """Draw correlated, fluctuating (a, T) for showers of the given energies."""
-    ln_y = _ln_y(energy_mev)
+    ln_y = _ln_y(energy_mev, medium)
     z_t, z_free = rng.standard_normal((2, energy_mev.size))
     rho = 0.705 - 0.023 * ln_y
     z_a = rho * z_t + np.sqrt(1.0 - rho**2) * z_free
-    ln_t = np.log(ln_y - 0.812) + z_t / (-1.4 + 1.26 * ln_y)
+    ln_t = np.log(ln_y - medium.t_max_offset) + z_t / (-1.4 + 1.26 * ln_y)
     ln_a = np.log(0.81 + 0.458 * ln_y) + z_a / (-0.58 + 0.86 * ln_y)
     shape = np.maximum(np.exp(ln_a), MIN_SHAPE)
     t_max = np.minimum(np.clip(np.exp(ln_t), *T_MAX_RANGE_X0), (shape - 1.0) / MIN_RATE_PER_X0)
@@ -79,16 +95,17 @@ class RadialProfile:
     core_prob: FloatArray
 
 
-def em_radial(energy_mev: FloatArray, tau: FloatArray) -> RadialProfile:
+def em_radial(energy_mev: FloatArray, tau: FloatArray, medium: EMMedium = DS1_MEDIUM) -> RadialProfile:
     """GFlash radial parameters at relative depth ``tau``; ``energy_mev`` broadcasts against it."""
+    z_eff = medium.z_eff
     ln_e = np.log(np.clip(energy_mev, *_ENERGY_RANGE_MEV) / 1000.0)
-    core = 0.0251 + 0.00319 * ln_e + (0.1162 - 0.000381 * Z_EFF) * tau
-    k1, k2, k3, k4 = 0.659 - 0.00309 * Z_EFF, 0.645, -2.59, 0.3585 + 0.0421 * ln_e
+    core = 0.0251 + 0.00319 * ln_e + (0.1162 - 0.000381 * z_eff) * tau
+    k1, k2, k3, k4 = 0.659 - 0.00309 * z_eff, 0.645, -2.59, 0.3585 + 0.0421 * ln_e
     tail = k1 * (np.exp(k3 * (tau - k2)) + np.exp(k4 * (tau - k2)))
-    x = ((0.401 + 0.00187 * Z_EFF) - tau) / (1.313 - 0.0686 * ln_e)
-    prob = (2.632 - 0.00094 * Z_EFF) * np.exp(x - np.exp(x))
+    x = ((0.401 + 0.00187 * z_eff) - tau) / (1.313 - 0.0686 * ln_e)
+    prob = (2.632 - 0.00094 * z_eff) * np.exp(x - np.exp(x))
     return RadialProfile(
-        core_mm=np.clip(core, 0.02, 5.0) * MOLIERE_RADIUS_MM,
-        tail_mm=np.clip(tail, 0.02, 5.0) * MOLIERE_RADIUS_MM,
+        core_mm=np.clip(core, 0.02, 5.0) * medium.moliere_radius_mm,
+        tail_mm=np.clip(tail, 0.02, 5.0) * medium.moliere_radius_mm,
         core_prob=np.clip(prob, 0.05, 0.95),
     )
