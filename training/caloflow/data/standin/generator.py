@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from caloflow.data.datasets import Dataset, DatasetError, dataset
+from caloflow.data.standin.ild import ild_photon_showers
 from caloflow.data.standin.photon import photon_showers
 from caloflow.data.standin.pion import pion_showers
 from caloflow.errors import CaloflowError
@@ -36,7 +37,11 @@ SHOWER_STREAM = 0
 SHUFFLE_STREAM = 1
 
 # dataset name -> block model: (energies MeV (n,), generator) -> showers (n, n_voxels) MeV, flat (C order)
-_MODELS: dict[str, BlockModel] = {"ds1-photon": photon_showers, "ds1-pion": pion_showers}
+_MODELS: dict[str, BlockModel] = {
+    "ds1-photon": photon_showers,
+    "ds1-pion": pion_showers,
+    "ild-photon": ild_photon_showers,
+}
 
 
 class StandinError(CaloflowError, ValueError):
