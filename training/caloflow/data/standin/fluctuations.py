@@ -46,4 +46,5 @@ def landau_factor32(size: int, width: float, rng: np.random.Generator) -> NDArra
     u, turn = rng.random((2, size), dtype=np.float32)
     g2 = np.float32(-2.0) * np.log(np.float32(1.0) - u) * np.cos(np.float32(2.0 * np.pi) * turn) ** 2
     moyal = -np.log(np.maximum(g2, np.float32(1e-30)))
-    return np.maximum(np.float32(1.0) + np.float32(width) * moyal, np.float32(0.3))
+    factor: NDArray[np.float32] = np.maximum(np.float32(1.0) + np.float32(width) * moyal, np.float32(0.3))
+    return factor

@@ -86,9 +86,7 @@ def _ln_y(energy_mev: FloatArray, e_critical_mev: float) -> FloatArray:
     return np.log(np.clip(energy_mev, *_ENERGY_RANGE_MEV) / e_critical_mev)
 
 
-def sample_em_shape(
-    energy_mev: FloatArray, rng: np.random.Generator, params: GFlashParams = HOMOGENEOUS
-) -> EMShape:
+def sample_em_shape(energy_mev: FloatArray, rng: np.random.Generator, params: GFlashParams = HOMOGENEOUS) -> EMShape:
     """Draw correlated, fluctuating (a, T) for showers of the given energies."""
     ln_y = _ln_y(energy_mev, params.e_critical_mev)
     z_t, z_free = rng.standard_normal((2, energy_mev.size))

@@ -8,9 +8,9 @@ GFlash (hep-ex/0001020, values recalled in the note), [EST] an estimate of the n
 Geometry: everything from the registry (``dataset("ild-photon").geometry``): 30 sensors at the tungsten depth
 in front of each (``layer_depth_x0``: 2.1 mm W = 0.6 X0 per layer for layers 0-19, 4.2 mm = 1.2 X0 after
 [note K4G]) plus 8 % for the passive material (PCB, glue, carbon fibre; the note allows 5-10 %, 8 % puts the
-mean CoG depth near the measured layer 13.6 [note 7.1.2, CC3]), 30 x 30 cells of 5.088 mm. Shower axis at the gun position, near the
-corner of four central cells: 0.41 mm below the x edge between cells 13|14 and 0.68 mm below the z edge
-between cells 14|15 (:data:`AXIS_X_MM`, :data:`AXIS_Z_MM`; distances [note 2.3], sides [EST]).
+mean CoG depth near the measured layer 13.6 [note 7.1.2, CC3]), 30 x 30 cells of 5.088 mm. Shower axis at the
+gun position, near the corner of four central cells: 0.41 mm below the x edge between cells 13|14 and 0.68 mm
+below the z edge between cells 14|15 (:data:`AXIS_X_MM`, :data:`AXIS_Z_MM`; distances [note 2.3], sides [EST]).
 
 Per shower, one block at a time (all vectorised):
 
@@ -157,8 +157,7 @@ class ILDPhotonModel:
         showers = np.bincount(flat, weights=deposits, minlength=energy_mev.size * GRID.n_voxels)
         if self.threshold:  # only hit cells can be non-zero: look at those, not the whole block
             showers[flat[showers[flat] < ILD.threshold_mev]] = 0.0
-        result: FloatArray = showers.reshape(energy_mev.size, GRID.n_voxels)
-        return result
+        return showers.astype(np.float64, copy=False).reshape(energy_mev.size, GRID.n_voxels)
 
     # ------------------------------------------------------------------------------ longitudinal
 
@@ -209,7 +208,8 @@ class ILDPhotonModel:
             walk: FloatArray = offset + np.cumsum(steps, axis=1)
             return walk
         spread = np.sqrt(self.axis_sigma_mm**2 + n_layers / 2 * self.axis_step_mm**2)
-        return spread * rng.standard_normal((n, n_layers))
+        independent: FloatArray = spread * rng.standard_normal((n, n_layers))
+        return independent
 
     # ------------------------------------------------------------------------------ sub-clusters
 
@@ -240,7 +240,7 @@ class ILDPhotonModel:
         )
 
     def _cluster_offsets(self, rng: np.random.Generator, rows: int, n_layers: int) -> FloatArray:
-        """(2, rows, 1) offsets from the axis, drawn from f(r; cluster_offset_mm); (2, rows, layers) if not persistent."""
+        """(2, rows, 1) axis offsets drawn from f(r; cluster_offset_mm); (2, rows, layers) if not persistent."""
         size = (2, rows, 1) if self.persistent else (2, rows, n_layers)
         scale = self.cluster_offset_mm * np.sqrt(0.5) / np.sqrt(rng.standard_exponential(size[1:]))
         result: FloatArray = scale * rng.standard_normal(size)
