@@ -53,14 +53,14 @@ from scipy.special import gammaln
 from caloflow.data.geometry import Geometry, Layer
 from caloflow.data.standin.detector import DepthGrid, Region
 from caloflow.data.standin.fluctuations import gamma_smear, landau_factor, stochastic_sigma
-from caloflow.data.standin.gflash import EMMedium, EMShape, em_radial, sample_em_shape
+from caloflow.data.standin.gflash import EMShape, GFlashParams, em_radial, sample_em_shape
 from caloflow.data.standin.longitudinal import gamma_profile, layer_mean_depth, layer_shares
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 Float32Array = NDArray[np.float32]
 
-TUNGSTEN = EMMedium(e_critical_mev=8.0, z_eff=74.0, moliere_radius_mm=9.327, t_max_offset=0.5)
+TUNGSTEN = GFlashParams(e_critical_mev=8.0, z_eff=74.0, moliere_mm=9.327, t_max_offset=0.5)
 LAYER_X0 = 2 * 1.4 / 3.504
 LAYER_LAMBDA = 2 * 1.4 / 99.46  # W interaction length 99.46 mm [textbook]; not used by the EM model
 CELLS_PER_LAYER = 2

@@ -23,6 +23,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from caloflow.data.datasets import Dataset, DatasetError, dataset
 from caloflow.data.standin.electron import ElectronShowerModel
+from caloflow.data.standin.ild import ild_photon_showers
 from caloflow.data.standin.photon import photon_showers
 from caloflow.data.standin.pion import pion_showers
 from caloflow.errors import CaloflowError
@@ -44,6 +45,7 @@ _MODELS: dict[str, BlockModel] = {
         name: ElectronShowerModel(dataset(name).cylindrical_geometry, dataset(name).threshold_mev)
         for name in ("ds2-electron", "ds3-electron")
     },
+    "ild-photon": ild_photon_showers,
 }
 
 

@@ -14,6 +14,12 @@ Longitudinal (one Gamma profile per shower, from the start of the shower), fluct
 penetrating photons (a low fluctuated ``a`` shortens the profile instead of making it endless).
 Parameters are evaluated at E clipped to [100 MeV, 10 TeV] (``ln y`` stays where the widths are positive).
 
+The coefficients that differ between calorimeters are a :class:`GFlashParams`: :data:`HOMOGENEOUS` (the values
+above, Dataset 1's default) and :data:`SAMPLING_W` (GFlash's sampling-calorimeter fluctuation widths,
+``sigma(ln T) = (-2.5 + 1.25 ln y)^-1``, ``sigma(ln a) = (-0.82 + 0.79 ln y)^-1``, mean ``ln a`` slope
+``0.458 + 2.26 / Z``, tungsten ``Z = 74``, ``E_c = 9 MeV``, radii in Moliere units: the ILD Si-W ECAL,
+``shared/design/l2lflows-method.md`` section 7.1 item 2, coefficients recalled there from hep-ex/0001020).
+
 Radial (per depth ``tau = t / T``): the energy at radius r follows
 ``p f(r; R_C) + (1 - p) f(r; R_T)`` with ``f(r; R) = 2 r R^2 / (r^2 + R^2)^2`` and
 
@@ -25,9 +31,6 @@ Radial (per depth ``tau = t / T``): the energy at radius r follows
 
 so both radii grow with depth and the core share falls behind the maximum. ``p`` is clipped to
 [0.05, 0.95], radii to [0.02, 5] R_M.
-
-The medium is an :class:`EMMedium` (``E_c``, ``Z``, ``R_M`` and the 0.812 of ``ln T``); the defaults above are
-:data:`DS1_MEDIUM`, and another calorimeter (the Par04 Si-W one of Datasets 2 and 3) passes its own.
 """
 
 from __future__ import annotations
@@ -49,16 +52,27 @@ _ENERGY_RANGE_MEV = (100.0, 1.0e7)
 
 
 @dataclass(frozen=True)
-class EMMedium:
-    """The material constants the parametrisation depends on."""
+class GFlashParams:
+    """The calorimeter-dependent GFlash coefficients (see the module docstring)."""
 
     e_critical_mev: float = E_CRITICAL_MEV
     z_eff: float = Z_EFF
-    moliere_radius_mm: float = MOLIERE_RADIUS_MM
+    moliere_mm: float = MOLIERE_RADIUS_MM  # radii come out in mm; 1.0 gives Moliere units
+    ln_a_slope: float = 0.458  # <ln a> = ln(0.81 + ln_a_slope ln y)
+    ln_t_width: tuple[float, float] = (-1.4, 1.26)  # sigma(ln T) = 1 / (c0 + c1 ln y)
+    ln_a_width: tuple[float, float] = (-0.58, 0.86)  # sigma(ln a) = 1 / (c0 + c1 ln y)
     t_max_offset: float = 0.812  # <ln T> = ln(ln y - t_max_offset)
 
 
-DS1_MEDIUM = EMMedium()
+HOMOGENEOUS = GFlashParams()
+SAMPLING_W = GFlashParams(
+    e_critical_mev=9.0,
+    z_eff=74.0,
+    moliere_mm=1.0,
+    ln_a_slope=0.458 + 2.26 / 74.0,
+    ln_t_width=(-2.5, 1.25),
+    ln_a_width=(-0.82, 0.79),
+)
 
 
 @dataclass(frozen=True)
@@ -69,18 +83,29 @@ class EMShape:
     t_max: FloatArray
 
 
-def _ln_y(energy_mev: FloatArray, medium: EMMedium) -> FloatArray:
-    return np.log(np.clip(energy_mev, *_ENERGY_RANGE_MEV) / medium.e_critical_mev)
+def _ln_y(energy_mev: FloatArray, e_critical_mev: float) -> FloatArray:
+    return np.log(np.clip(energy_mev, *_ENERGY_RANGE_MEV) / e_critical_mev)
 
 
-def sample_em_shape(energy_mev: FloatArray, rng: np.random.Generator, medium: EMMedium = DS1_MEDIUM) -> EMShape:
+def sample_em_shape(energy_mev: FloatArray, rng: np.random.Generator, params: GFlashParams = HOMOGENEOUS) -> EMShape:
     """Draw correlated, fluctuating (a, T) for showers of the given energies."""
-    ln_y = _ln_y(energy_mev, medium)
+    ln_y = _ln_y(energy_mev, params.e_critical_mev)
     z_t, z_free = rng.standard_normal((2, energy_mev.size))
     rho = 0.705 - 0.023 * ln_y
     z_a = rho * z_t + np.sqrt(1.0 - rho**2) * z_free
-    ln_t = np.log(ln_y - medium.t_max_offset) + z_t / (-1.4 + 1.26 * ln_y)
-    ln_a = np.log(0.81 + 0.458 * ln_y) + z_a / (-0.58 + 0.86 * ln_y)
+    return _em_shape(ln_y, z_t, z_a, params)
+
+
+def mean_em_shape(energy_mev: FloatArray, params: GFlashParams = HOMOGENEOUS) -> EMShape:
+    """(a, T) at the centre of their distributions: every shower of an energy alike (no fluctuation)."""
+    zeros = np.zeros(energy_mev.size)
+    return _em_shape(_ln_y(energy_mev, params.e_critical_mev), zeros, zeros, params)
+
+
+def _em_shape(ln_y: FloatArray, z_t: FloatArray, z_a: FloatArray, params: GFlashParams) -> EMShape:
+    (t0, t1), (a0, a1) = params.ln_t_width, params.ln_a_width
+    ln_t = np.log(ln_y - params.t_max_offset) + z_t / (t0 + t1 * ln_y)
+    ln_a = np.log(0.81 + params.ln_a_slope * ln_y) + z_a / (a0 + a1 * ln_y)
     shape = np.maximum(np.exp(ln_a), MIN_SHAPE)
     t_max = np.minimum(np.clip(np.exp(ln_t), *T_MAX_RANGE_X0), (shape - 1.0) / MIN_RATE_PER_X0)
     return EMShape(shape=shape, t_max=t_max)
@@ -95,9 +120,9 @@ class RadialProfile:
     core_prob: FloatArray
 
 
-def em_radial(energy_mev: FloatArray, tau: FloatArray, medium: EMMedium = DS1_MEDIUM) -> RadialProfile:
+def em_radial(energy_mev: FloatArray, tau: FloatArray, params: GFlashParams = HOMOGENEOUS) -> RadialProfile:
     """GFlash radial parameters at relative depth ``tau``; ``energy_mev`` broadcasts against it."""
-    z_eff = medium.z_eff
+    z_eff = params.z_eff
     ln_e = np.log(np.clip(energy_mev, *_ENERGY_RANGE_MEV) / 1000.0)
     core = 0.0251 + 0.00319 * ln_e + (0.1162 - 0.000381 * z_eff) * tau
     k1, k2, k3, k4 = 0.659 - 0.00309 * z_eff, 0.645, -2.59, 0.3585 + 0.0421 * ln_e
@@ -105,7 +130,7 @@ def em_radial(energy_mev: FloatArray, tau: FloatArray, medium: EMMedium = DS1_ME
     x = ((0.401 + 0.00187 * z_eff) - tau) / (1.313 - 0.0686 * ln_e)
     prob = (2.632 - 0.00094 * z_eff) * np.exp(x - np.exp(x))
     return RadialProfile(
-        core_mm=np.clip(core, 0.02, 5.0) * medium.moliere_radius_mm,
-        tail_mm=np.clip(tail, 0.02, 5.0) * medium.moliere_radius_mm,
+        core_mm=np.clip(core, 0.02, 5.0) * params.moliere_mm,
+        tail_mm=np.clip(tail, 0.02, 5.0) * params.moliere_mm,
         core_prob=np.clip(prob, 0.05, 0.95),
     )
