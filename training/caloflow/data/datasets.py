@@ -10,6 +10,9 @@ Sources (the design notes in ``shared/design``, which the product does not need 
 
 * Dataset 1: ``binning_dataset_1_{photons,pions}.xml``; 15 energies 2^8 ... 2^22 MeV with fixed counts;
   threshold 1 MeV (``evaluate.py``'s DS1 cut); Zenodo 10.5281/zenodo.8099322.
+* Stored dtype of stand-in voxel energies: float64 for Dataset 1 (as its official files), float32 for the others
+  (the DS2/3 ``showers`` dtype is not documented - a DS3 file is quoted as 8 GB, i.e. float32 - and the ILD
+  originals are probably float64; readers accept either, and float32 halves the write time and the size).
 * Datasets 2 and 3: ``binning_dataset_{2,3}.xml`` - 45 identical layers of (16 alpha x 9 r) and
   (50 alpha x 18 r), radial pitch 4.65 / 2.325 mm to 41.85 mm; electrons (pid 11); E_inc log-uniform in
   1 GeV - 1 TeV; threshold 0.5 keV / 0.033 = 0.01515 MeV; Zenodo 10.5281/zenodo.6366270 (DS2) and
@@ -129,6 +132,7 @@ class Dataset:
     showers_per_file: int  # the official file size (stand-in ``--scale 1``)
     doi: str
     official_files: tuple[OfficialFile, ...]
+    shower_dtype: str = "float32"  # how stand-in files store voxel energies (incident energies: float64)
     short_names: tuple[str, ...] = ()  # "photon" / "pion" for Dataset 1
     official_note: str = ""
     evaluation_reference: str = ""  # how the official evaluation reference is made from the files
@@ -289,6 +293,7 @@ def _ds1(particle: str, geometry: Geometry) -> Dataset:
         showers_per_file=n,
         doi=_DS1_DOI,
         official_files=files,
+        shower_dtype="float64",
         short_names=(particle,),
         official_note="_1 trains (first 70 % training, last 30 % model selection, in file order)",
         evaluation_reference=files[1].name,

@@ -138,6 +138,8 @@ class ShowerWriter:
         dtype: DTypeLike = np.float64,
         layout: str = "calochallenge",
         shower_shape: tuple[int, ...] | None = None,
+        energies_dtype: DTypeLike | None = None,
+        gzip_level: int = 4,
     ) -> None:
         if n_voxels < 1:
             raise ValueError(f"n_voxels must be positive, got {n_voxels}")
@@ -149,8 +151,11 @@ class ShowerWriter:
         self.n_voxels = n_voxels
         self.rows = 0
         self._dtype = np.dtype(dtype)
-        if not np.issubdtype(self._dtype, np.floating):
-            raise ValueError(f"dtype must be a floating type, got {self._dtype}")
+        self._energies_dtype = self._dtype if energies_dtype is None else np.dtype(energies_dtype)
+        for d in (self._dtype, self._energies_dtype):
+            if not np.issubdtype(d, np.floating):
+                raise ValueError(f"dtype must be a floating type, got {d}")
+        self._gzip_level = gzip_level
         self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         self._file: Any = _create(self._tmp, self.path)
         try:
@@ -162,15 +167,21 @@ class ShowerWriter:
 
     def _create_datasets(self, rows: int) -> None:
         chunk_rows = max(1, _CHUNK_BYTES // (self.n_voxels * self._dtype.itemsize))
-        common = {"dtype": self._dtype, "compression": "gzip", "track_times": False}
+        common = {"compression": "gzip", "compression_opts": self._gzip_level, "track_times": False}
         self._energies = self._file.create_dataset(
-            self.layout.energies_path, shape=(rows, 1), maxshape=(None, 1), chunks=(max(chunk_rows, 4096), 1), **common
+            self.layout.energies_path,
+            shape=(rows, 1),
+            maxshape=(None, 1),
+            chunks=(max(chunk_rows, 4096), 1),
+            dtype=self._energies_dtype,
+            **common,
         )
         self._showers = self._file.create_dataset(
             self.layout.showers_path,
             shape=(rows, *self.shape),
             maxshape=(None, *self.shape),
             chunks=(chunk_rows, *self.shape),
+            dtype=self._dtype,
             **common,
         )
 
@@ -188,7 +199,7 @@ class ShowerWriter:
     def _checked_batch(self, energies: ArrayLike, showers: ArrayLike) -> tuple[FloatArray, FloatArray]:
         if self._file is None:
             raise ValueError(f"{self.path}: writer is closed")
-        e = np.asarray(energies, dtype=self._dtype)
+        e = np.asarray(energies, dtype=self._energies_dtype)
         x = np.asarray(showers, dtype=self._dtype)
         if e.ndim == 1:
             e = e[:, None]
