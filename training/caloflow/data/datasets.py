@@ -300,48 +300,49 @@ def _ds1(particle: str, geometry: Geometry) -> Dataset:
     )
 
 
-_DS23_THRESHOLD_MEV = 0.5e-3 / 0.033
+def _par04(number: int, geometry: Geometry, doi: str, files: tuple[OfficialFile, ...], note: str, ref: str) -> Dataset:
+    """Dataset 2 or 3: Par04 Si-W electrons, the same detector binned finer for Dataset 3."""
+    return Dataset(
+        name=f"ds{number}-electron",
+        title=f"CaloChallenge Dataset {number} electrons (Par04 Si-W, {geometry.n_voxels:_} voxels)".replace("_", " "),
+        particle="electron",
+        geometry=geometry,
+        layout="calochallenge",
+        energies=_ELECTRON_ENERGIES,
+        threshold_mev=0.5e-3 / 0.033,  # 0.5 keV of silicon energy over the 0.033 sampling fraction
+        showers_per_file=files[0].n_showers or 0,
+        doi=doi,
+        official_files=files,
+        official_note=note,
+        evaluation_reference=ref,
+    )
+
 
 DATASETS: dict[str, Dataset] = {
     d.name: d
     for d in (
         _ds1("photon", DS1_PHOTON_GEOMETRY),
         _ds1("pion", DS1_PION_GEOMETRY),
-        Dataset(
-            name="ds2-electron",
-            title="CaloChallenge Dataset 2 electrons (Par04 Si-W, 6 480 voxels)",
-            particle="electron",
-            geometry=DS2_GEOMETRY,
-            layout="calochallenge",
-            energies=_ELECTRON_ENERGIES,
-            threshold_mev=_DS23_THRESHOLD_MEV,
-            showers_per_file=100_000,
-            doi="10.5281/zenodo.6366270",
-            official_files=(
+        _par04(
+            2,
+            DS2_GEOMETRY,
+            "10.5281/zenodo.6366270",
+            (
                 OfficialFile("dataset_2_1.hdf5", "training", 100_000),
                 OfficialFile("dataset_2_2.hdf5", "evaluation", 100_000),
             ),
-            official_note="_1 trains, _2 is the evaluation reference",
-            evaluation_reference="dataset_2_2.hdf5",
+            "_1 trains, _2 is the evaluation reference",
+            "dataset_2_2.hdf5",
         ),
-        Dataset(
-            name="ds3-electron",
-            title="CaloChallenge Dataset 3 electrons (Par04 Si-W, 40 500 voxels)",
-            particle="electron",
-            geometry=DS3_GEOMETRY,
-            layout="calochallenge",
-            energies=_ELECTRON_ENERGIES,
-            threshold_mev=_DS23_THRESHOLD_MEV,
-            showers_per_file=50_000,
-            doi="10.5281/zenodo.6366323",
-            official_files=(
-                OfficialFile("dataset_3_1.hdf5", "training", 50_000),
-                OfficialFile("dataset_3_2.hdf5", "training", 50_000),
-                OfficialFile("dataset_3_3.hdf5", "evaluation", 50_000),
-                OfficialFile("dataset_3_4.hdf5", "evaluation", 50_000),
+        _par04(
+            3,
+            DS3_GEOMETRY,
+            "10.5281/zenodo.6366323",
+            tuple(
+                OfficialFile(f"dataset_3_{k}.hdf5", "training" if k < 3 else "evaluation", 50_000) for k in range(1, 5)
             ),
-            official_note="_1 and _2 train; 8.1 GB each in float32: read in chunks",
-            evaluation_reference="dataset_3_3.hdf5 and dataset_3_4.hdf5 joined (100 000 showers)",
+            "_1 and _2 train; 8.1 GB each in float32: read in chunks",
+            "dataset_3_3.hdf5 and dataset_3_4.hdf5 joined (100 000 showers)",
         ),
         Dataset(
             name="ild-photon",

@@ -11,11 +11,41 @@ and "eta"/"phi" are the Cartesian positions ``r cos(alpha)`` / ``r sin(alpha)`` 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
+
+
+class _Layered(Protocol):
+    @property
+    def layer_sizes(self) -> tuple[int, ...]: ...
+
+
+class LayerIndex:
+    """Flat-vector bookkeeping shared by every geometry: subclasses give ``layer_sizes`` (voxels per layer)."""
+
+    @property
+    def n_voxels(self: _Layered) -> int:
+        return sum(self.layer_sizes)
+
+    @cached_property
+    def layer_offsets(self: _Layered) -> tuple[int, ...]:
+        """Start index of each layer in the flat voxel vector, plus the total at the end."""
+        return tuple(int(v) for v in np.concatenate([[0], np.cumsum(self.layer_sizes)]))
+
+    @property
+    def layer_slices(self: _Layered) -> tuple[slice, ...]:
+        ends = itertools.accumulate(self.layer_sizes)
+        return tuple(slice(end - size, end) for end, size in zip(ends, self.layer_sizes, strict=True))
+
+    @cached_property
+    def voxel_layer(self: _Layered) -> NDArray[np.int64]:
+        """Layer index of every voxel."""
+        return np.repeat(np.arange(len(self.layer_sizes)), self.layer_sizes)
 
 
 @dataclass(frozen=True)
@@ -48,7 +78,7 @@ class Layer:
 
 
 @dataclass(frozen=True)
-class Geometry:
+class Geometry(LayerIndex):
     """The relevant layers of one particle's binning, in voxel order (built-in ones: ``caloflow.data.datasets``)."""
 
     name: str
@@ -71,20 +101,6 @@ class Geometry:
         return tuple(layer.n_voxels for layer in self.layers)
 
     @property
-    def n_voxels(self) -> int:
-        return sum(self.layer_sizes)
-
-    @cached_property
-    def layer_offsets(self) -> tuple[int, ...]:
-        """Start index of each layer in the flat voxel vector, plus the total at the end."""
-        return tuple(int(v) for v in np.concatenate([[0], np.cumsum(self.layer_sizes)]))
-
-    @property
-    def layer_slices(self) -> tuple[slice, ...]:
-        offsets = self.layer_offsets
-        return tuple(slice(offsets[i], offsets[i + 1]) for i in range(self.n_layers))
-
-    @property
     def layer_ids(self) -> tuple[int, ...]:
         return tuple(layer.layer_id for layer in self.layers)
 
@@ -92,11 +108,6 @@ class Geometry:
     def alpha_binned_layers(self) -> tuple[int, ...]:
         """Indices (into ``layers``) of the layers binned in alpha."""
         return tuple(i for i, layer in enumerate(self.layers) if layer.n_alpha > 1)
-
-    @cached_property
-    def voxel_layer(self) -> NDArray[np.int64]:
-        """Layer index (into ``layers``) of every voxel."""
-        return np.repeat(np.arange(self.n_layers), self.layer_sizes)
 
     @cached_property
     def voxel_r_mm(self) -> NDArray[np.float64]:

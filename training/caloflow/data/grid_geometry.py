@@ -2,8 +2,9 @@
 
 A shower is an array ``(n_layers, n_x, n_z)`` in MeV, axes [layer (depth), x, z] as in the ILD files; flat,
 it is C order, so the flat index of (layer l, x i, z j) is ``l * n_x * n_z + i * n_z + j``. The grid offers
-the same layer bookkeeping as the cylindrical :class:`~caloflow.data.geometry.Geometry` (``layer_sizes``,
-``layer_offsets``, ``layer_slices``, ``voxel_layer``) so that code working per layer needs no case for it.
+the same layer bookkeeping as the cylindrical :class:`~caloflow.data.geometry.Geometry` (both are a
+:class:`~caloflow.data.geometry.LayerIndex`: ``layer_offsets``, ``layer_slices``, ``voxel_layer``) so that code
+working per layer needs no case for it.
 
 Cell centres are in mm relative to the grid centre; ``layer_depth_x0`` is the tungsten depth in front of each
 sensitive layer in radiation lengths; ``layer_position_mm`` is each sensitive layer's position along the
@@ -18,13 +19,14 @@ from functools import cached_property
 import numpy as np
 from numpy.typing import NDArray
 
+from caloflow.data.geometry import LayerIndex
 from caloflow.errors import GeometryError
 
 __all__ = ["GridGeometry"]
 
 
 @dataclass(frozen=True)
-class GridGeometry:
+class GridGeometry(LayerIndex):
     """``n_layers`` layers of ``n_x`` x ``n_z`` cells of ``cell_mm`` pitch; absorber in front of each layer."""
 
     name: str
@@ -53,32 +55,13 @@ class GridGeometry:
     def cells_per_layer(self) -> int:
         return self.n_x * self.n_z
 
-    @property
-    def n_voxels(self) -> int:
-        return self.n_layers * self.cells_per_layer
-
     @cached_property
     def layer_sizes(self) -> tuple[int, ...]:
         return (self.cells_per_layer,) * self.n_layers
 
-    @cached_property
-    def layer_offsets(self) -> tuple[int, ...]:
-        """Start index of each layer in the flat voxel vector, plus the total at the end."""
-        return tuple(i * self.cells_per_layer for i in range(self.n_layers + 1))
-
-    @property
-    def layer_slices(self) -> tuple[slice, ...]:
-        offsets = self.layer_offsets
-        return tuple(slice(offsets[i], offsets[i + 1]) for i in range(self.n_layers))
-
     @property
     def layer_ids(self) -> tuple[int, ...]:
         return tuple(range(self.n_layers))
-
-    @cached_property
-    def voxel_layer(self) -> NDArray[np.int64]:
-        """Layer index of every voxel (flat, C order)."""
-        return np.repeat(np.arange(self.n_layers), self.cells_per_layer)
 
     @cached_property
     def layer_depth_x0(self) -> NDArray[np.float64]:
