@@ -115,7 +115,7 @@ class Manifest:
     def __post_init__(self) -> None:
         for name, value in legacy_dataset_fields(self.particle, self.n_voxels, self.geometry).items():
             current = getattr(self, name)
-            if current is None or (isinstance(current, str | tuple) and not current):
+            if current is None or (name != "dataset_aliases" and not current):
                 object.__setattr__(self, name, value)
         for name in ("dataset_aliases", "shower_shape"):
             if isinstance(getattr(self, name), list):
