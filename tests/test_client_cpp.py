@@ -143,6 +143,11 @@ def test_cli_writes_the_python_clients_showers_bit_for_bit(
     assert done.returncode == 0, done.stderr
     printed = figures(done.stdout)
     assert (printed["model"], printed["particle"], printed["seed"], printed["n_voxels"]) == (model, particle, "3", "8")
+    assert (printed["dataset"], printed["shower_shape"], printed["file_layout"]) == (
+        f"ds1-{particle}",
+        "8",
+        "calochallenge",
+    )
     assert printed["count"] == "2000" and printed["bytes"] == str(2000 * N_VOXELS * 4)
     assert float(printed["time_s"]) > 0 and float(printed["showers_per_s"]) > 0
     assert printed["deterministic"] == "true" and len(printed["artifact_sha256"]) == 64

@@ -197,7 +197,7 @@ def test_hdf5_file_is_a_calochallenge_file_with_provenance(
     with HttpClient(server.url) as client:
         info = client.generate_to_file(path, model="caloflow_photon", particle="photon", energies_mev=energies, seed=5)
     assert caloflow_main(["data", "check", str(path), "--particle", "photon", "--no-progress"]) == 0
-    assert f"OK: {path} is a valid photon file (60 showers)" in capsys.readouterr().out
+    assert f"OK: {path} is a valid ds1-photon file (60 showers)" in capsys.readouterr().out
     with h5py.File(path, "r") as h5:
         assert h5["incident_energies"].shape == (60, 1) and h5["showers"].shape == (60, 368)
         assert h5["showers"].compression == "gzip"
@@ -418,7 +418,7 @@ def test_cli_generate_writes_checked_files_and_lists_models(
         capsys.readouterr().out
     )
     assert caloflow_main(["data", "check", str(h5), "--particle", "photon", "--no-progress"]) == 0
-    assert "is a valid photon file (40 showers)" in capsys.readouterr().out
+    assert "is a valid ds1-photon file (40 showers)" in capsys.readouterr().out
 
     energies_file = tmp_path / "energies.txt"
     energies_file.write_text("# MeV\n" + "\n".join(repr(float(e)) for e in ENERGIES) + "\n")

@@ -92,7 +92,12 @@ def _json_with(**changes: object) -> str:
         ({"noise_dim": -3}, "noise_dim"),
         ({"noise_dim": True}, "noise_dim"),
         ({"standin": "yes"}, "standin"),
-        ({"particle": "electron"}, "particle"),
+        ({"particle": "Photon!"}, "particle"),
+        ({"dataset": "DS2 electron"}, "dataset"),
+        ({"shower_shape": [7]}, "shower_shape"),
+        ({"file_layout": "root"}, "file_layout"),
+        ({"geometry_kind": "cartesian"}, "geometry_kind"),
+        ({"dataset_aliases": ["ok", 3]}, "dataset_aliases[1]"),
         ({"model": "../evil"}, "model"),
         ({"version": 0}, "version"),
         ({"n_voxels": 9}, "n_voxels"),
@@ -111,7 +116,7 @@ def _json_with(**changes: object) -> str:
     ],
 )
 def test_manifest_errors_name_the_field(changes: dict[str, object], field: str) -> None:
-    with pytest.raises(ManifestError, match=f"'{field}'"):
+    with pytest.raises(ManifestError, match=re.escape(f"'{field}'")):
         Manifest.from_json(_json_with(**changes))
 
 

@@ -540,7 +540,6 @@ def test_openapi_documents_the_generate_body(repository: ModelRepository, photon
     assert {"particle", "model", "energy_mev", "count", "energies_mev", "seed", "start_index"} <= set(
         body_schema["properties"]
     )
-    assert {"application/octet-stream", "application/x-npy", "application/json"} == set(
-        operation["responses"]["200"]["content"]
-    )
+    framed = {"application/octet-stream", "application/vnd.caloflow.framed-v2"}
+    assert framed | {"application/x-npy", "application/json"} == set(operation["responses"]["200"]["content"])
     assert body_schema["additionalProperties"] is False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,12 +27,17 @@ from caloflow_repo._names import validate_filename, validate_model_name
 
 SCHEMA_VERSION = 1
 MANIFEST_FILENAME = "manifest.json"
-PARTICLES = ("photon", "pion")
+GEOMETRY_KINDS = ("cylindrical", "cartesian")
+FILE_LAYOUTS = ("calochallenge", "ild")
+# Added after schema version 1 was first written: a manifest without them (the committed demo models) is read
+# as a CaloChallenge Dataset 1 model of its particle (``legacy_dataset_fields``).
+DATASET_FIELDS = ("dataset", "dataset_aliases", "geometry_kind", "shower_shape", "file_layout")
 INPUT_ENERGY = "INCIDENT_ENERGY"
 INPUT_NOISE = "NOISE"
 OUTPUT_SHOWERS = "SHOWERS"
 TRAINING_KEYS = ("preset", "seed", "data_sha256")
 _FORMAT = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,21 @@ class Manifest:
     created_utc: str
     producer: str
     extra: dict[str, Any] = field(default_factory=dict)
+    # What the server routes on, knowing no dataset: left empty, they take the legacy (Dataset 1) values.
+    dataset: str = ""
+    dataset_aliases: tuple[str, ...] | None = None
+    geometry_kind: str = ""
+    shower_shape: tuple[int, ...] = ()
+    file_layout: str = ""
+
+    def __post_init__(self) -> None:
+        for name, value in legacy_dataset_fields(self.particle, self.n_voxels, self.geometry).items():
+            current = getattr(self, name)
+            if current is None or (name != "dataset_aliases" and not current):
+                object.__setattr__(self, name, value)
+        for name in ("dataset_aliases", "shower_shape"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
 
     @property
     def total_size_bytes(self) -> int:
@@ -115,6 +136,7 @@ class Manifest:
         _validate_identity(self)
         n_voxels = check_geometry(self.geometry)
         _validate_shapes(self, n_voxels)
+        _validate_dataset(self)
         check_mapping(self.preprocessing, "preprocessing")
         _validate_training(self.training)
         _validate_artifacts(self.artifacts)
@@ -137,6 +159,9 @@ class Manifest:
         values["inputs"] = _tensors_from_json(data["inputs"], "inputs")
         values["outputs"] = _tensors_from_json(data["outputs"], "outputs")
         values["artifacts"] = _artifacts_from_json(data["artifacts"])
+        for name in ("dataset_aliases", "shower_shape"):
+            if name in data:
+                values[name] = tuple(check_sequence(data[name], name))
         manifest = cls(**values)
         manifest.validate()
         return manifest
@@ -153,6 +178,19 @@ class Manifest:
 MANIFEST_FIELDS = tuple(f.name for f in dataclasses.fields(Manifest))
 
 
+def legacy_dataset_fields(particle: Any, n_voxels: Any, geometry: Any) -> dict[str, Any]:
+    """The dataset fields of a manifest written before they existed: ``ds1-<particle>``, aliases ``[particle]``,
+    the geometry's kind (cylindrical when unstated), one flat shower of ``n_voxels``, the CaloChallenge layout."""
+    kind = geometry.get("kind", "cylindrical") if isinstance(geometry, dict) else "cylindrical"
+    return {
+        "dataset": f"ds1-{particle}",
+        "dataset_aliases": (particle,),
+        "geometry_kind": kind,
+        "shower_shape": (n_voxels,),
+        "file_layout": "calochallenge",
+    }
+
+
 def utc_now_iso() -> str:
     """The current time for ``created_utc``: ISO 8601, seconds, with a ``Z`` suffix."""
     return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
@@ -166,7 +204,7 @@ def _check_top_level(data: Any) -> None:
     if isinstance(data["schema_version"], bool) or data["schema_version"] != SCHEMA_VERSION:
         fail("schema_version", f"is {data['schema_version']!r}; this reader supports only {SCHEMA_VERSION}")
     for name in MANIFEST_FIELDS:
-        if name not in data:
+        if name not in data and name not in DATASET_FIELDS:
             fail(name, "is missing")
     for name in data:
         if name not in MANIFEST_FIELDS:
@@ -201,8 +239,7 @@ def _validate_identity(manifest: Manifest) -> None:
     except InvalidNameError as exc:
         fail("model", str(exc))
     check_int(manifest.version, "version", minimum=1)
-    if manifest.particle not in PARTICLES:
-        fail("particle", f"must be one of {PARTICLES}, got {manifest.particle!r}")
+    _check_name(manifest.particle, "particle")
     check_str(manifest.description, "description")
     check_bool(manifest.standin, "standin")
 
@@ -217,6 +254,31 @@ def _validate_shapes(manifest: Manifest, geometry_voxels: int) -> None:
         fail("n_voxels", f"is {n_voxels} but geometry.n_voxels is {geometry_voxels}")
     _check_tensors(manifest.inputs, standard_inputs(noise_dim), "inputs")
     _check_tensors(manifest.outputs, standard_outputs(n_voxels), "outputs")
+
+
+def _check_name(value: Any, field_name: str) -> str:
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        fail(field_name, f"must be a lower-case name such as 'photon' or 'ds2-electron', got {value!r}")
+    return value
+
+
+def _validate_dataset(manifest: Manifest) -> None:
+    """The dataset fields: names, a known geometry kind and file layout, and a shape holding ``n_voxels``."""
+    _check_name(manifest.dataset, "dataset")
+    aliases = check_sequence(manifest.dataset_aliases, "dataset_aliases")
+    for i, alias in enumerate(aliases):
+        _check_name(alias, f"dataset_aliases[{i}]")
+    if manifest.geometry_kind not in GEOMETRY_KINDS:
+        fail("geometry_kind", f"must be one of {list(GEOMETRY_KINDS)}, got {manifest.geometry_kind!r}")
+    stated = manifest.geometry.get("kind", "cylindrical")
+    if manifest.geometry_kind != stated:
+        fail("geometry_kind", f"is {manifest.geometry_kind!r} but geometry.kind is {stated!r}")
+    if manifest.file_layout not in FILE_LAYOUTS:
+        fail("file_layout", f"must be one of {list(FILE_LAYOUTS)}, got {manifest.file_layout!r}")
+    shape = check_sequence(manifest.shower_shape, "shower_shape", min_length=1)
+    dims = [check_int(d, f"shower_shape[{i}]", minimum=1) for i, d in enumerate(shape)]
+    if math.prod(dims) != manifest.n_voxels:
+        fail("shower_shape", f"is {dims}, which holds {math.prod(dims)} voxels, not n_voxels {manifest.n_voxels}")
 
 
 def _energy_range(value: Any) -> tuple[float, float]:

@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_POINTER = "default"
 CONFIG_FILENAME = "config.pbtxt"
-_SIGNATURE_FIELDS = ("particle", "noise_dim", "n_voxels", "inputs", "outputs")
+_SIGNATURE_FIELDS = ("particle", "dataset", "shower_shape", "noise_dim", "n_voxels", "inputs", "outputs")
 _PUBLISH_ATTEMPTS = 100
 
 

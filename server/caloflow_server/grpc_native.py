@@ -16,7 +16,7 @@ import numpy as np
 
 from caloflow_server._proto.caloflow.v1 import showers_pb2 as pb
 from caloflow_server.batcher import ShowerChunk
-from caloflow_server.errors import CaloflowServerError, status_for
+from caloflow_server.errors import status_for
 from caloflow_server.grpc_common import NEXT_INDEX_KEY, Accounting, RequestTracker, abort_with
 from caloflow_server.runtime import LoadedModel
 from caloflow_server.service import GenerateRequest, GenerationService, GenerationStream, StreamHeader, StreamTrailer
@@ -96,17 +96,19 @@ class ShowerServicer:
 
     def _model_info(self, name: str, versions: list[LoadedModel]) -> pb.ModelInfo:
         default = self._service.resolve(name)
-        particle = default.manifest.particle
-        try:
-            particle_default = self._service.resolve(particle).model == name
-        except CaloflowServerError:
-            particle_default = False
+        manifest = default.manifest
+        dataset_default = self._service.default_models().get(manifest.dataset) == name
         return pb.ModelInfo(
             name=name,
-            particle=particle,
+            particle=manifest.particle,
             default_version=default.version,
-            particle_default=particle_default,
+            particle_default=dataset_default and bool(manifest.dataset_aliases),
             versions=[self._version_info(loaded) for loaded in sorted(versions, key=lambda m: m.version)],
+            dataset=manifest.dataset,
+            dataset_aliases=list(manifest.dataset_aliases or ()),
+            dataset_default=dataset_default,
+            shower_shape=list(manifest.shower_shape),
+            file_layout=manifest.file_layout,
         )
 
     def _version_info(self, loaded: LoadedModel) -> pb.ModelVersionInfo:
@@ -134,6 +136,7 @@ def generate_request(request: pb.GenerateRequest) -> GenerateRequest:
     return GenerateRequest(
         model=request.model or None,
         particle=request.particle or None,
+        dataset=request.dataset or None,
         model_version=request.model_version if request.HasField("model_version") else None,
         energy_mev=request.energy_mev if request.HasField("energy_mev") else None,
         count=request.count if request.HasField("count") else None,
@@ -163,6 +166,10 @@ def header_message(header: StreamHeader) -> pb.ShowerChunk:
             extrapolated=header.extrapolated,
             standin=header.standin,
             energy_mev=header.energy_mev,
+            dataset=header.dataset,
+            shower_shape=list(header.shower_shape),
+            file_layout=header.file_layout,
+            geometry_kind=header.geometry_kind,
         )
     )
 

@@ -2,7 +2,9 @@
 Triton extensions CMS SONIC and tritonclient call (ModelConfig, ModelStatistics, RepositoryIndex).
 
 A model takes ``INCIDENT_ENERGY`` FP32 ``[n, 1]`` (MeV) and optionally ``SEED`` UINT64 (one value, or one per
-shower, all equal; or the request parameter ``seed``), and returns ``SHOWERS`` FP32 ``[n, n_voxels]`` in
+shower, all equal; or the request parameter ``seed``), and returns ``SHOWERS`` FP32 ``[n, *shower_shape]``
+(the manifest's per-shower shape: ``[n, n_voxels]`` for CaloChallenge datasets, ``[n, 30, 30, 30]`` for the ILD
+grid; metadata dims ``[-1, *shower_shape]``, config parameters ``dataset``, ``shower_shape``, ``file_layout``) in
 ``raw_output_contents``. The noise of row ``k`` is drawn server-side from ``(seed, start_index + k)``
 (``start_index``: a request parameter, default 0), exactly as ``caloflow.v1.ShowerService.Generate`` draws it, so
 a seeded ModelInfer reproduces the native API's showers for the same energies (bit for bit in deterministic
@@ -66,7 +68,7 @@ class InferenceServicer:
     """The ``inference.GRPCInferenceService`` handlers (register with ``add_GRPCInferenceServiceServicer_to_server``).
 
     ``max_count``: the most showers one request may ask for (the service's limit); ``max_response_bytes``: the
-    most shower bytes one ModelInfer response may carry. ``model_name`` may also be a particle ("photon").
+    most shower bytes one ModelInfer response may carry. ``model_name`` may also be a dataset or a particle ("photon").
     """
 
     def __init__(
@@ -428,7 +430,7 @@ def infer_response(request: pb.ModelInferRequest, stream: GenerationStream, data
         },
         outputs=[
             pb.ModelInferResponse.InferOutputTensor(
-                name=OUTPUT_SHOWERS, datatype="FP32", shape=[header.count, header.n_voxels]
+                name=OUTPUT_SHOWERS, datatype="FP32", shape=[header.count, *header.shower_shape]
             )
         ],
         raw_output_contents=[data],
@@ -447,7 +449,7 @@ def model_metadata(loaded: LoadedModel, versions: list[int]) -> pb.ModelMetadata
         versions=[str(version) for version in versions],
         platform=PLATFORMS.get(loaded.artifact.format, loaded.artifact.format),
         inputs=[_tensor_metadata(INPUT_ENERGY, "FP32", [-1, 1]), _tensor_metadata(INPUT_SEED, "UINT64", [-1, 1])],
-        outputs=[_tensor_metadata(OUTPUT_SHOWERS, "FP32", [-1, loaded.manifest.n_voxels])],
+        outputs=[_tensor_metadata(OUTPUT_SHOWERS, "FP32", [-1, *loaded.manifest.shower_shape])],
     )
 
 
@@ -459,6 +461,10 @@ def model_config(loaded: LoadedModel, versions: list[int], max_batch_size: int) 
     low, high = manifest.energy_range_mev
     parameters = {
         "particle": manifest.particle,
+        "dataset": manifest.dataset,
+        "shower_shape": ",".join(str(n) for n in manifest.shower_shape),
+        "file_layout": manifest.file_layout,
+        "geometry_kind": manifest.geometry_kind,
         "n_voxels": str(manifest.n_voxels),
         "noise_dim": str(manifest.noise_dim),
         "energy_range_mev": f"{low:g},{high:g}",
@@ -476,7 +482,7 @@ def model_config(loaded: LoadedModel, versions: list[int], max_batch_size: int) 
             mc.ModelInput(name=INPUT_ENERGY, data_type=mc.TYPE_FP32, dims=[1]),
             mc.ModelInput(name=INPUT_SEED, data_type=mc.TYPE_UINT64, dims=[1], optional=True),
         ],
-        output=[mc.ModelOutput(name=OUTPUT_SHOWERS, data_type=mc.TYPE_FP32, dims=[manifest.n_voxels])],
+        output=[mc.ModelOutput(name=OUTPUT_SHOWERS, data_type=mc.TYPE_FP32, dims=list(manifest.shower_shape))],
         instance_group=[
             mc.ModelInstanceGroup(
                 name=f"{loaded.model}_{'gpu' if gpu else 'cpu'}",

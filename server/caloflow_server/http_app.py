@@ -6,15 +6,20 @@ Only HTTP concerns are decided here: content negotiation (406), body size (413),
 
 ``POST /generate`` answers in the format the ``format`` field or the ``Accept`` header asks for:
 
-* ``application/octet-stream`` (default): the framed stream of ``http_framing`` (metadata, data frames, and a
-  final status frame, so an error after the first byte is visible and resumable);
-* ``application/x-npy``: a ``.npy`` file of float32 ``(count, n_voxels)``, rows streamed as generated;
+* ``application/octet-stream`` (default, ``"format": "framed"``): the framed stream of ``http_framing``, version
+  1 (metadata, data frames, and a final status frame, so an error after the first byte is visible and
+  resumable; per-shower energies listed in the header, as every client before datasets expects);
+* ``application/vnd.caloflow.framed-v2`` (``"format": "framed-v2"``): the framed stream, version 2, each data
+  frame carrying its showers' incident energies;
+* ``application/x-npy``: a ``.npy`` file of float32 ``(count, *shower_shape)``, rows streamed as generated;
 * ``application/json``: one document with the showers as nested lists, for small counts only.
 
 Every answer carries its metadata in headers too (``X-Model-Name``, ``X-Model-Version``, ``X-Model-Sha256``,
-``X-Seed``, ``X-Start-Index``, ``X-Count``, ``X-Voxels``, ``X-Dtype``, ``X-Incident-Energy-Mev`` or, when short,
+``X-Dataset``, ``X-Shower-Shape`` (``30,30,30``), ``X-File-Layout``, ``X-Geometry-Kind``, ``X-Seed``,
+``X-Start-Index``, ``X-Count``, ``X-Voxels``, ``X-Dtype``, ``X-Incident-Energy-Mev`` or, when short,
 ``X-Incident-Energies-Mev``). A client that disconnects stops its generation: the response closes its service
-stream, and the batcher drops the request's unscheduled showers.
+stream, and the batcher drops the request's unscheduled showers. ``GET /models`` lists the loaded models, their
+datasets and shapes, and each dataset's default model (``dataset_defaults``), as gRPC ``ListModels`` does.
 """
 
 from __future__ import annotations
@@ -42,31 +47,44 @@ from caloflow_server.http_common import (
     validation_error,
 )
 from caloflow_server.http_framing import (
-    PREAMBLE,
+    FORMAT_VERSION,
+    FORMAT_VERSION_PER_FRAME_ENERGIES,
     FrameType,
     data_frame,
     header_document,
     json_frame,
     npy_header,
+    preamble,
     status_document,
 )
 from caloflow_server.http_oip import build_oip_router
 from caloflow_server.metrics import NullRequestObserver, RequestObserver
 from caloflow_server.noise import UINT64_MAX
+from caloflow_server.runtime import LoadedModel
 from caloflow_server.service import GenerateRequest, GenerationService, StreamHeader
 
-__all__ = ["MEDIA_TYPES", "GenerateBody", "NotAcceptableError", "build_http_app", "negotiate", "stream_headers"]
+__all__ = [
+    "MEDIA_TYPES",
+    "GenerateBody",
+    "NotAcceptableError",
+    "build_http_app",
+    "model_listing",
+    "negotiate",
+    "stream_headers",
+]
 
 logger = logging.getLogger(__name__)
 
-OutputFormat = Literal["framed", "npy", "json"]
+OutputFormat = Literal["framed", "framed-v2", "npy", "json"]
 MEDIA_TYPES: dict[str, OutputFormat] = {
     "application/octet-stream": "framed",
+    "application/vnd.caloflow.framed-v2": "framed-v2",
     "application/x-npy": "npy",
     "application/json": "json",
 }
 _CONTENT_TYPE: dict[OutputFormat, str] = {fmt: media for media, fmt in MEDIA_TYPES.items()}
 _DEFAULT_FORMAT: OutputFormat = "framed"
+_FRAMED_VERSION: dict[OutputFormat, int] = {"framed": FORMAT_VERSION, "framed-v2": FORMAT_VERSION_PER_FRAME_ENERGIES}
 _MAX_ENERGY_HEADER_VALUES = 64
 
 
@@ -75,7 +93,8 @@ _AT_LEAST_1: dict[str, Any] = {"minimum": 1}
 
 
 class GenerateBody(BaseModel):
-    """``POST /generate``: give ``particle`` or ``model``, and ``energy_mev`` + ``count`` or ``energies_mev``.
+    """``POST /generate``: give ``model``, ``dataset`` or ``particle``, and ``energy_mev`` + ``count`` or
+    ``energies_mev``.
 
     Types are checked here; values (ranges, the model's trained energy range, limits) by the service, the same
     checks for every transport (the bounds in the schema document them).
@@ -89,14 +108,16 @@ class GenerateBody(BaseModel):
             "examples": [
                 {"particle": "photon", "energy_mev": 65536.0, "count": 1000, "seed": 1234, "format": "npy"},
                 {"model": "caloflow_pion", "energies_mev": [1024.0, 2048.0], "seed": 7, "start_index": 10},
+                {"dataset": "ds2-electron", "energy_mev": 50000.0, "count": 100, "format": "framed-v2"},
             ]
         },
     )
 
     particle: str | None = Field(
-        None, description="the model serving that particle", json_schema_extra={"enum": ["photon", "pion", None]}
+        None, description="the model serving that particle (a Dataset 1 short form: the models' dataset_aliases)"
     )
-    model: str | None = Field(None, description="a model name (instead of particle)")
+    dataset: str | None = Field(None, description="the model serving that dataset (e.g. ds2-electron, ild-photon)")
+    model: str | None = Field(None, description="a model name (instead of dataset or particle)")
     model_version: int | str | None = Field(None, description="default: the model's default version")
     energy_mev: float | None = Field(
         None, description="incident energy of every shower, MeV (with count)", json_schema_extra=_POSITIVE
@@ -119,6 +140,7 @@ class GenerateBody(BaseModel):
         return GenerateRequest(
             model=self.model,
             particle=self.particle,
+            dataset=self.dataset,
             model_version=self.model_version,
             energy_mev=self.energy_mev,
             count=self.count,
@@ -177,6 +199,10 @@ def stream_headers(header: StreamHeader, request_id: str) -> dict[str, str]:
         "X-Model-Version": str(header.version),
         "X-Model-Sha256": header.sha256,
         "X-Particle": header.particle,
+        "X-Dataset": header.dataset,
+        "X-Shower-Shape": ",".join(str(n) for n in header.shower_shape),
+        "X-File-Layout": header.file_layout,
+        "X-Geometry-Kind": header.geometry_kind,
         "X-Seed": str(header.seed),
         "X-Start-Index": str(header.start_index),
         "X-Count": str(header.count),
@@ -218,13 +244,14 @@ class _ShowerResponse(StreamingResponse):
             await self._on_close()
 
 
-async def _framed_body(call: TrackedGeneration) -> AsyncGenerator[bytes, None]:
+async def _framed_body(call: TrackedGeneration, version: int) -> AsyncGenerator[bytes, None]:
     stream = call.stream
-    yield PREAMBLE + json_frame(FrameType.HEADER, header_document(stream.header))
+    per_frame = version == FORMAT_VERSION_PER_FRAME_ENERGIES
+    yield preamble(version) + json_frame(FrameType.HEADER, header_document(stream.header, version))
     try:
         async for chunk in stream:
             call.mark_chunk()
-            yield data_frame(chunk.start_index, chunk.showers)
+            yield data_frame(chunk.start_index, chunk.showers, chunk.energies_mev if per_frame else None)
     except Exception:  # recorded in the trailer, reported in the status frame
         pass
     yield json_frame(FrameType.STATUS, status_document(stream.trailer))
@@ -232,7 +259,7 @@ async def _framed_body(call: TrackedGeneration) -> AsyncGenerator[bytes, None]:
 
 async def _npy_body(call: TrackedGeneration) -> AsyncGenerator[bytes, None]:
     stream = call.stream
-    yield npy_header(stream.header.count, stream.header.n_voxels)
+    yield npy_header(stream.header.count, stream.header.shower_shape)
     try:
         async for chunk in stream:
             call.mark_chunk()
@@ -254,9 +281,10 @@ def _generate_openapi() -> dict[str, Any]:
         },
         "responses": {
             "200": {
-                "description": "showers: framed stream, .npy, or JSON (small counts)",
+                "description": "showers: framed stream (version 1 or 2), .npy, or JSON (small counts)",
                 "content": {
                     "application/octet-stream": binary,
+                    "application/vnd.caloflow.framed-v2": binary,
                     "application/x-npy": binary,
                     "application/json": {"schema": {"type": "object"}},
                 },
@@ -337,11 +365,16 @@ def build_http_app(
             observer.stream_closed("http")
             await generation.close()
 
-        content = _framed_body(generation) if fmt == "framed" else _npy_body(generation)
+        content = _npy_body(generation) if fmt == "npy" else _framed_body(generation, _FRAMED_VERSION[fmt])
         if fmt == "npy":
-            n_bytes = len(npy_header(stream.header.count, stream.header.n_voxels))
+            n_bytes = len(npy_header(stream.header.count, stream.header.shower_shape))
             headers["Content-Length"] = str(n_bytes + 4 * stream.header.count * stream.header.n_voxels)
         return _ShowerResponse(content, on_close=on_close, media_type=_CONTENT_TYPE[fmt], headers=headers)
+
+    @app.get("/models", tags=["native"])
+    async def models() -> dict[str, Any]:
+        """The loaded models, their datasets and versions, and each dataset's default model (as gRPC ListModels)."""
+        return model_listing(service)
 
     @app.get("/v2/health/live", tags=["health"])
     async def live() -> JSONResponse:
@@ -366,6 +399,53 @@ def build_http_app(
     )
     _add_error_schema(app)
     return app
+
+
+def model_listing(service: GenerationService) -> dict[str, Any]:
+    """``GET /models``: ``{"models": [...], "dataset_defaults": {dataset: model}}``; a model's ``dataset_default``
+    (and ``particle_default``, for old readers) says whether a request naming only its dataset gets it."""
+    defaults = service.default_models()
+    by_model: dict[str, list[LoadedModel]] = {}
+    for loaded in service.loaded_models:
+        by_model.setdefault(loaded.model, []).append(loaded)
+    models = []
+    for name in sorted(by_model):
+        default = service.resolve(name)
+        manifest = default.manifest
+        is_default = defaults.get(manifest.dataset) == name
+        models.append(
+            {
+                "name": name,
+                "particle": manifest.particle,
+                "dataset": manifest.dataset,
+                "dataset_aliases": list(manifest.dataset_aliases or ()),
+                "shower_shape": list(manifest.shower_shape),
+                "file_layout": manifest.file_layout,
+                "geometry_kind": manifest.geometry_kind,
+                "default_version": default.version,
+                "dataset_default": is_default,
+                "particle_default": is_default and bool(manifest.dataset_aliases),
+                "versions": [_version_entry(v) for v in sorted(by_model[name], key=lambda m: m.version)],
+            }
+        )
+    return {"models": models, "dataset_defaults": defaults, "max_count": service.max_count}
+
+
+def _version_entry(loaded: LoadedModel) -> dict[str, Any]:
+    manifest = loaded.manifest
+    low, high = manifest.energy_range_mev
+    return {
+        "version": loaded.version,
+        "artifact_sha256": loaded.sha256,
+        "backend": loaded.runtime.backend,
+        "device": loaded.runtime.device,
+        "n_voxels": manifest.n_voxels,
+        "noise_dim": manifest.noise_dim,
+        "energy_min_mev": low,
+        "energy_max_mev": high,
+        "standin": manifest.standin,
+        "description": manifest.description,
+    }
 
 
 def _parse_generate_body(raw: bytes) -> GenerateBody:
@@ -403,7 +483,7 @@ def _rejected(
 
 def _labels_of(body: GenerateBody | None, service: GenerationService) -> tuple[str, str]:
     """The model and version a refused request named, when they resolve (metrics labels); else ("", "")."""
-    name = (body.model or body.particle) if body is not None else None
+    name = (body.model or body.dataset or body.particle) if body is not None else None
     if body is None or name is None:
         return "", ""
     try:
@@ -424,7 +504,7 @@ async def _json_answer(generation: TrackedGeneration, headers: dict[str, str]) -
     document.pop("energies_mev", None)
     document.update(
         incident_energies_mev=energies.tolist(),
-        showers=showers.tolist(),
+        showers=showers.reshape(-1, *generation.stream.header.shower_shape).tolist(),
         status=status_document(generation.stream.trailer),
     )
     return Response(json.dumps(document, separators=(",", ":")), media_type="application/json", headers=headers)

@@ -8,7 +8,9 @@ extension, plus a default-version switch): ``POST /v2/repository/models/{m}/load
 answer 403 while no token is configured.
 
 The served model, whatever the artifact's own inputs: ``INCIDENT_ENERGY`` FP32 ``[-1, 1]`` (MeV) -> ``SHOWERS``
-FP32 ``[-1, n_voxels]`` (MeV); optional ``SEED`` UINT64 ``[1]`` as an input or the request parameter ``seed``
+FP32 ``[-1, *shower_shape]`` (MeV; the manifest's per-shower shape: ``[-1, n_voxels]`` for CaloChallenge
+datasets, ``[-1, 30, 30, 30]`` for the ILD grid), the config's parameters naming ``dataset``, ``shower_shape``,
+``file_layout`` and ``geometry_kind``; optional ``SEED`` UINT64 ``[1]`` as an input or the request parameter ``seed``
 (drawn by the server when absent, returned in the response parameters); request parameters ``start_index``
 and ``allow_extrapolation``. Row ``k`` of a request with seed ``s`` is shower ``start_index + k`` of the native
 API's ``(s, start_index)`` sequence: seeded OIP and ``/generate`` answers agree.
@@ -253,7 +255,7 @@ def _metadata(name: str, versions: list[LoadedModel]) -> dict[str, Any]:
             {"name": INPUT_ENERGY, "datatype": "FP32", "shape": [-1, 1]},
             {"name": INPUT_SEED, "datatype": "UINT64", "shape": [1]},
         ],
-        "outputs": [{"name": OUTPUT_SHOWERS, "datatype": "FP32", "shape": [-1, loaded.manifest.n_voxels]}],
+        "outputs": [{"name": OUTPUT_SHOWERS, "datatype": "FP32", "shape": [-1, *loaded.manifest.shower_shape]}],
     }
 
 
@@ -271,12 +273,17 @@ def _config(loaded: LoadedModel, max_batch_size: int, batcher: Batcher) -> dict[
             {"name": INPUT_ENERGY, "data_type": "TYPE_FP32", "dims": [1], "optional": False},
             {"name": INPUT_SEED, "data_type": "TYPE_UINT64", "dims": [1], "optional": True},
         ],
-        "output": [{"name": OUTPUT_SHOWERS, "data_type": "TYPE_FP32", "dims": [manifest.n_voxels]}],
+        "output": [{"name": OUTPUT_SHOWERS, "data_type": "TYPE_FP32", "dims": list(manifest.shower_shape)}],
         "dynamic_batching": {"max_queue_delay_microseconds": round(batcher.max_delay_ms * 1000)},
         "parameters": {
             key: {"string_value": str(value)}
             for key, value in (
                 ("particle", manifest.particle),
+                ("dataset", manifest.dataset),
+                ("shower_shape", ",".join(str(n) for n in manifest.shower_shape)),
+                ("file_layout", manifest.file_layout),
+                ("geometry_kind", manifest.geometry_kind),
+                ("n_voxels", manifest.n_voxels),
                 ("energy_range_mev", f"{low},{high}"),
                 ("sha256", loaded.sha256),
                 ("artifact", loaded.artifact.filename),
@@ -370,7 +377,8 @@ def build_oip_router(
             return error_response(exc, {"X-Request-Id": request_id})
         finally:
             await call.close()
-        return _infer_response(parsed, stream.header.model, stream.header.version, stream.header.seed, showers)
+        shaped = showers.reshape(-1, *stream.header.shower_shape)
+        return _infer_response(parsed, stream.header.model, stream.header.version, stream.header.seed, shaped)
 
     @router.post("/repository/index")
     async def repository_index(request: Request) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from caloflow_repo import PARTICLES, InvalidNameError, ModelRepository, RepositoryError, parse_version
+from caloflow_repo import InvalidNameError, Manifest, ModelRepository, RepositoryError, parse_version
 from caloflow_server.batcher import (
     Batcher,
     BatcherObserver,
@@ -64,10 +64,12 @@ _HASH_IN_THREAD_BYTES = 1 << 16
 
 @dataclass(frozen=True)
 class GenerateRequest:
-    """What a client asks for. Give ``model`` or ``particle``, and ``energy_mev`` + ``count`` or ``energies_mev``."""
+    """What a client asks for. Give ``model``, ``dataset`` or ``particle`` (a Dataset 1 short form, from the
+    manifests' ``dataset_aliases``), and ``energy_mev`` + ``count`` or ``energies_mev``."""
 
     model: str | None = None
     particle: str | None = None
+    dataset: str | None = None
     model_version: int | str | None = None
     energy_mev: float | None = None
     count: int | None = None
@@ -107,6 +109,10 @@ class StreamHeader:
     model: str
     version: int
     particle: str
+    dataset: str
+    shower_shape: tuple[int, ...]  # one shower's natural shape (the flat rows reshape to it)
+    file_layout: str  # the dataset's official HDF5 layout: "calochallenge" or "ild"
+    geometry_kind: str
     sha256: str
     seed: int
     seed_drawn: bool
@@ -232,8 +238,8 @@ class GenerationService:
 
     ``loaded``: the verified, loaded model versions to serve (one ``Batcher`` each, built with
     ``batcher_options``: ``max_batch_showers``, ``max_delay_ms``, ``deterministic`` ...). ``observer_for``:
-    the stats observer of each version's batcher. ``particle_models``: which model serves a particle when
-    several do. ``chunk_bytes``: the default chunk size, in shower bytes.
+    the stats observer of each version's batcher. ``dataset_models``: which model serves a dataset (or its alias,
+    a particle) when several do. ``chunk_bytes``: the default chunk size, in shower bytes.
     """
 
     def __init__(
@@ -244,7 +250,7 @@ class GenerationService:
         max_count: int = 1_000_000,
         max_chunk_showers: int = 65_536,
         chunk_bytes: int = 2 * 1024 * 1024,
-        particle_models: Mapping[str, str] | None = None,
+        dataset_models: Mapping[str, str] | None = None,
         observer_for: Callable[[LoadedModel], BatcherObserver] | None = None,
         **batcher_options: Any,
     ) -> None:
@@ -257,7 +263,7 @@ class GenerationService:
         self._retiring: set[asyncio.Task[None]] = set()
         for model in loaded:
             self._served[(model.model, model.version)] = _ServedModel(model, self._new_batcher(model))
-        self._particle_models = dict(particle_models or {})
+        self._dataset_models = dict(dataset_models or {})
         self.draining = False
 
     @property
@@ -317,24 +323,68 @@ class GenerationService:
     def batcher(self, model: str, version: int) -> Batcher:
         return self._served[(model, version)].batcher
 
-    def resolve(self, model_or_particle: str, version: int | str | None = None) -> LoadedModel:
-        """The loaded version serving a model name or a particle; typed errors naming the field otherwise."""
-        if model_or_particle in PARTICLES and not self._is_model_name(model_or_particle):
-            return self._resolve_version(self._model_for_particle(model_or_particle), version)
-        return self._resolve_version(model_or_particle, version)
+    def resolve(self, name: str, version: int | str | None = None) -> LoadedModel:
+        """The loaded version serving a model name, or else a dataset or a dataset alias (a particle)."""
+        if not self._is_model_name(name) and self._dataset_of(name) is not None:
+            return self._resolve_version(self._model_for_dataset(name, "model"), version)
+        return self._resolve_version(name, version)
 
     def _is_model_name(self, name: str) -> bool:
         return any(model == name for model, _ in self._served)
 
-    def _model_for_particle(self, particle: str) -> str:
-        if particle in self._particle_models:
-            return self._particle_models[particle]
-        models = sorted({s.loaded.model for s in self._served.values() if s.loaded.manifest.particle == particle})
-        if not models:
-            raise UnknownModelError(f"no loaded model generates {particle} showers", field="particle")
+    def _manifests(self) -> list[Manifest]:
+        return [served.loaded.manifest for served in self._served.values()]
+
+    def _dataset_of(self, name: str, manifests: Iterable[Manifest] | None = None) -> str | None:
+        """The dataset ``name`` names (itself, or the dataset it is an alias of), among loaded manifests."""
+        for manifest in self._manifests() if manifests is None else manifests:
+            if name == manifest.dataset or name in (manifest.dataset_aliases or ()):
+                return manifest.dataset
+        return None
+
+    def default_models(self) -> dict[str, str]:
+        """Each served dataset's default model: the one a request naming only the dataset (or its alias) gets."""
+        defaults = {}
+        for dataset in sorted({m.dataset for m in self._manifests()}):
+            try:
+                defaults[dataset] = self._model_for_dataset(dataset, "dataset")
+            except CaloflowServerError:
+                continue  # several models and no configured default: the request must name one
+        return defaults
+
+    def _model_for_dataset(self, name: str, field: str) -> str:
+        dataset = self._dataset_of(name)
+        if dataset is None:
+            raise self._unknown_dataset(name, field)
+        for key in (name, dataset):
+            if key in self._dataset_models:
+                return self._dataset_models[key]
+        models = sorted({s.loaded.model for s in self._served.values() if s.loaded.manifest.dataset == dataset})
         if len(models) > 1:
-            raise InvalidArgumentError("particle", f"{particle} is served by {models}: name the model instead")
+            raise InvalidArgumentError(field, f"{dataset} is served by {models}: name the model instead")
         return models[0]
+
+    def _unknown_dataset(self, name: str, field: str) -> CaloflowServerError:
+        """404 for a dataset (or alias) some repository model generates but none loaded; 400 for an unknown one."""
+        manifests = self._repository_manifests()
+        if self._dataset_of(name, manifests) is not None:
+            return UnknownModelError(f"no loaded model generates {name} showers", field=field)
+        all_manifests = [*manifests, *self._manifests()]
+        if field == "particle":
+            known = sorted({alias for m in all_manifests for alias in (m.dataset_aliases or ())})
+            hint = "" if self._dataset_of(name, all_manifests) else "; other datasets are asked for by 'dataset'"
+            return InvalidArgumentError(field, f"no model serves particle {name!r} (particles: {known}){hint}")
+        known = sorted({m.dataset for m in all_manifests})
+        return InvalidArgumentError(field, f"no model serves dataset {name!r} (datasets: {known})")
+
+    def _repository_manifests(self) -> list[Manifest]:
+        manifests = []
+        try:
+            for model in self.repository.models():
+                manifests.append(self.repository.manifest(model))
+        except RepositoryError as exc:
+            logger.debug("cannot read the repository's manifests: %s", exc)
+        return manifests
 
     def _resolve_version(self, model: str, version: int | str | None) -> LoadedModel:
         loaded = sorted(v for m, v in self._served if m == model)
@@ -388,19 +438,21 @@ class GenerationService:
         return GenerationPlan(loaded, count, seed, seed_drawn, start_index, chunk, energy, energies, extrapolated)
 
     def _resolve_request_model(self, request: GenerateRequest) -> LoadedModel:
-        if request.model is None and request.particle is None:
-            raise InvalidArgumentError("model", "give a model name or a particle")
-        if request.particle is not None and request.particle not in PARTICLES:
-            raise InvalidArgumentError("particle", f"must be one of {list(PARTICLES)}, got {request.particle!r}")
+        if request.model is None and request.particle is None and request.dataset is None:
+            raise InvalidArgumentError("model", "give a model name or a particle, or a dataset")
+        particle = None if request.particle is None else _check_str("particle", request.particle)
+        dataset = None if request.dataset is None else _check_str("dataset", request.dataset)
         if request.model is not None:
-            loaded = self._resolve_version(_check_str("model", request.model), request.model_version)
+            model = _check_str("model", request.model)
+        elif dataset is not None:
+            model = self._model_for_dataset(dataset, "dataset")
         else:
-            assert request.particle is not None
-            loaded = self._resolve_version(self._model_for_particle(request.particle), request.model_version)
-        if request.particle is not None and loaded.manifest.particle != request.particle:
-            raise InvalidArgumentError(
-                "particle", f"model {loaded.model!r} generates {loaded.manifest.particle}, not {request.particle}"
-            )
+            assert particle is not None
+            if particle not in {a for m in self._manifests() for a in (m.dataset_aliases or ())}:
+                raise self._unknown_dataset(particle, "particle")
+            model = self._model_for_dataset(particle, "particle")
+        loaded = self._resolve_version(model, request.model_version)
+        _check_dataset_matches(loaded, dataset, particle)
         return loaded
 
     def _chunk_showers(self, requested: int | None, n_voxels: int) -> int:
@@ -445,6 +497,10 @@ def _header(plan: GenerationPlan, deterministic: bool) -> StreamHeader:
         model=manifest.model,
         version=manifest.version,
         particle=manifest.particle,
+        dataset=manifest.dataset,
+        shower_shape=tuple(manifest.shower_shape),
+        file_layout=manifest.file_layout,
+        geometry_kind=manifest.geometry_kind,
         sha256=plan.loaded.sha256,
         seed=plan.seed,
         seed_drawn=plan.seed_drawn,
@@ -458,6 +514,23 @@ def _header(plan: GenerationPlan, deterministic: bool) -> StreamHeader:
         extrapolated=plan.extrapolated,
         standin=manifest.standin,
     )
+
+
+def _check_dataset_matches(loaded: LoadedModel, dataset: str | None, particle: str | None) -> None:
+    """A request naming a dataset or particle as well as a model must name the model's."""
+    manifest = loaded.manifest
+    aliases = list(manifest.dataset_aliases or ())
+    if dataset is not None and dataset != manifest.dataset and dataset not in aliases:
+        raise InvalidArgumentError(
+            "dataset", f"model {loaded.model!r} generates {manifest.dataset} showers, not dataset {dataset!r}"
+        )
+    if particle is not None and particle not in aliases:
+        names = f"particle {aliases[0]!r}" if aliases else "no particle (ask by dataset)"
+        raise InvalidArgumentError(
+            "particle",
+            f"model {loaded.model!r} generates {manifest.particle} ({manifest.dataset}), not {particle}: "
+            f"it answers to {names}",
+        )
 
 
 def _parse_version(version: int | str) -> int:
@@ -542,6 +615,6 @@ def _check_energy_range(
         raise InvalidArgumentError(
             "energy_mev" if energies is None else f"energies_mev[{index}]",
             f"{float(values[index])} MeV is outside the trained range [{low}, {high}] MeV of "
-            f"{loaded.model}@{loaded.version} (set allow_extrapolation to generate anyway)",
+            f"{loaded.model}@{loaded.version} ({loaded.manifest.dataset}; set allow_extrapolation to generate anyway)",
         )
     return bool(outside.size)

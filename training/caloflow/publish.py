@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from caloflow import __version__
-from caloflow.data.datasets import geometry_for
+from caloflow.data.datasets import dataset
 from caloflow.data.hdf5 import read_incident_energies
 from caloflow.errors import CaloflowError
 from caloflow.export import ExportedArtifact, check_parity, export_sampler, reference_sampler
@@ -74,17 +74,17 @@ def build_manifest(
     compact: bool,
     description: str | None,
 ) -> Manifest:
-    geometry = geometry_for(run.particle)
+    ds = dataset(run.particle)
     data = run.record["data"]
     noise_dim = run.prep.n_layers + run.prep.n_voxels
     standin = bool(data.get("standin"))
     return Manifest(
         model=model,
         version=1,  # replaced by add_version
-        particle=run.particle,
+        particle=ds.particle,
         description=description or _description(run, standin),
         standin=standin,
-        geometry=geometry.to_dict(),
+        geometry=ds.geometry.to_dict(),
         energy_range_mev=_energy_range(run),
         noise_dim=noise_dim,
         n_voxels=run.prep.n_voxels,
@@ -99,7 +99,13 @@ def build_manifest(
         created_utc=utc_now_iso(),
         producer=f"caloflow {__version__}",
         extra={"compact_fp16_weights": compact, "parity": parity, "preset": run.preset.to_dict()},
+        **_dataset_fields(ds.manifest_fields()),
     )
+
+
+def _dataset_fields(fields: dict[str, object]) -> dict[str, Any]:
+    """The registry's ``manifest_fields`` as ``Manifest`` keyword arguments (lists as tuples)."""
+    return {key: tuple(value) if isinstance(value, list) else value for key, value in fields.items()}
 
 
 def _description(run: TrainedRun, standin: bool) -> str:

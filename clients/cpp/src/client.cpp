@@ -210,6 +210,8 @@ std::vector<ModelVersionInfo> Client::ListModels(Deadline deadline) const {
             ModelVersionInfo info;
             info.model = model.name();
             info.particle = model.particle();
+            info.dataset = model.dataset().empty() ? "ds1-" + model.particle() : model.dataset();
+            info.dataset_default = model.dataset().empty() ? model.particle_default() : model.dataset_default();
             info.version = version.version();
             info.is_default = version.version() == model.default_version();
             info.particle_default = model.particle_default();

@@ -46,6 +46,11 @@ StreamHeader FromProto(const pb::StreamHeader& header) {
     out.deterministic = header.deterministic();
     out.extrapolated = header.extrapolated();
     out.standin = header.standin();
+    // A server from before datasets states none: its models are Dataset 1's, one flat row per shower.
+    out.dataset = header.dataset().empty() ? "ds1-" + header.particle() : header.dataset();
+    out.shower_shape.assign(header.shower_shape().begin(), header.shower_shape().end());
+    if (out.shower_shape.empty()) out.shower_shape.push_back(header.n_voxels());
+    out.file_layout = header.file_layout().empty() ? "calochallenge" : header.file_layout();
     if (header.has_energy_mev()) {
         out.energy_mev = header.energy_mev();
     }
@@ -85,6 +90,7 @@ pb::GenerateRequest BatchAssembly::NextRequest() const {
     if (!has_header_) {
         out.set_model(request_.model);
         out.set_particle(request_.particle);
+        out.set_dataset(request_.dataset);
         if (request_.model_version) out.set_model_version(*request_.model_version);
         if (request_.energy_mev) out.set_energy_mev(*request_.energy_mev);
         if (request_.count) out.set_count(*request_.count);

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <string>
 
 #include "arguments.hpp"
 
@@ -21,7 +22,7 @@ namespace {
 using caloflow::tools::Arguments;
 using caloflow::tools::UsageError;
 
-constexpr const char* kUsage = R"(usage: caloflow-cpp-client [--server HOST:PORT] (--particle P | --model M) [--model-version V]
+constexpr const char* kUsage = R"(usage: caloflow-cpp-client [--server HOST:PORT] (--dataset D | --particle P | --model M) [--model-version V]
            (--energy-mev E --count N | --energies-mev E1,E2,...) [--seed S] [--start-index I]
            [--chunk-showers N] [--allow-extrapolation] [--deadline-ms MS] [--retries N]
            [--tls [--ca-cert PEM]] [--out FILE]
@@ -57,6 +58,7 @@ caloflow::Request RequestFrom(const Arguments& args) {
     caloflow::Request request;
     request.model = args.text("model").value_or("");
     request.particle = args.text("particle").value_or("");
+    request.dataset = args.text("dataset").value_or("");
     request.model_version = args.text("model-version");
     request.energy_mev = args.number("energy-mev");
     request.count = args.unsigned_integer("count");
@@ -93,6 +95,9 @@ void PrintHeader(const caloflow::StreamHeader& h) {
                 h.model.c_str(), h.version, h.particle.c_str(), h.artifact_sha256.c_str(),
                 static_cast<unsigned long long>(h.seed), h.n_voxels, h.deterministic ? "true" : "false",
                 h.standin ? "true" : "false");
+    std::string shape;
+    for (const std::uint32_t n : h.shower_shape) shape += (shape.empty() ? "" : "x") + std::to_string(n);
+    std::printf("dataset=%s shower_shape=%s file_layout=%s\n", h.dataset.c_str(), shape.c_str(), h.file_layout.c_str());
     if (h.standin) {
         std::printf("note: the model was trained on stand-in data, not Geant4\n");
     }
@@ -131,7 +136,7 @@ int ListModels(const Arguments& args) {
 int main(int argc, char** argv) {
     try {
         const Arguments args(argc, argv,
-                             {"server", "model", "particle", "model-version", "energy-mev", "count", "energies-mev",
+                             {"server", "model", "particle", "dataset", "model-version", "energy-mev", "count", "energies-mev",
                               "seed", "start-index", "chunk-showers", "deadline-ms", "retries", "ca-cert", "out"},
                              {"allow-extrapolation", "tls", "list-models", "help"});
         if (args.has("help")) {

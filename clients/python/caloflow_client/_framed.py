@@ -1,8 +1,9 @@
 """Incremental decoder of the HTTP framed stream (``application/octet-stream`` of ``POST /generate``).
 
 Format (the server's ``http_framing``), little-endian: ``"CALO" u32 version`` then frames ``u8 type, u8 flags,
-u16 reserved, u32 length, payload``: HEADER (1, JSON), DATA (2, ``u64 start_index, u32 n, u32 n_voxels`` and
-``n * n_voxels`` float32), STATUS (3, JSON, always last). Bytes arrive in arbitrary pieces; ``feed`` returns the
+u16 reserved, u32 length, payload``: HEADER (1, JSON), DATA (2, ``u64 start_index, u32 n, u32 n_voxels``, in
+version 2 ``n`` float32 incident energies, then ``n * n_voxels`` float32), STATUS (3, JSON, always last). This
+client asks for version 2 and reads both. Bytes arrive in arbitrary pieces; ``feed`` returns the
 frames completed so far, so each chunk is handed on as soon as its last byte is in.
 """
 
@@ -19,7 +20,9 @@ from caloflow_client.errors import ProtocolError, TransportError, server_error
 
 __all__ = ["FrameDecoder", "HeaderDocument", "status_event"]
 
-_PREAMBLE = b"CALO" + struct.pack("<I", 1)
+_MAGIC = b"CALO"
+_PREAMBLE = _MAGIC + struct.pack("<I", 1)
+_PER_FRAME_ENERGIES = 2
 _FRAME = struct.Struct("<BBHI")
 _DATA = struct.Struct("<QII")
 _HEADER, _DATA_TYPE, _STATUS = 1, 2, 3
@@ -36,6 +39,7 @@ class FrameDecoder:
     def __init__(self) -> None:
         self._buffer = bytearray()
         self._started = False
+        self.version = 0
         self.ended = False
 
     def feed(self, data: bytes) -> list[HeaderDocument | DataEvent | TrailerEvent]:
@@ -43,8 +47,11 @@ class FrameDecoder:
         if not self._started:
             if len(self._buffer) < len(_PREAMBLE):
                 return []
-            if bytes(self._buffer[: len(_PREAMBLE)]) != _PREAMBLE:
-                raise ProtocolError(f"not a caloflow framed stream (version 1): starts {bytes(self._buffer[:8])!r}")
+            head = bytes(self._buffer[: len(_PREAMBLE)])
+            version = struct.unpack("<I", head[4:])[0]
+            if head[:4] != _MAGIC or version not in (1, _PER_FRAME_ENERGIES):
+                raise ProtocolError(f"not a caloflow framed stream (version 1 or 2): starts {head!r}")
+            self.version = version
             del self._buffer[: len(_PREAMBLE)]
             self._started = True
         return self._frames()
@@ -75,7 +82,7 @@ class FrameDecoder:
         if self.ended:
             raise ProtocolError("a frame after the STATUS frame")
         if kind == _DATA_TYPE:
-            return _data(payload)
+            return _data(payload, self.version == _PER_FRAME_ENERGIES)
         if kind not in (_HEADER, _STATUS) or len(payload) > _MAX_JSON_BYTES:
             raise ProtocolError(f"unknown frame type {kind} ({len(payload)} bytes)")
         document = json.loads(bytes(payload))
@@ -85,12 +92,16 @@ class FrameDecoder:
         return status_event(document)
 
 
-def _data(payload: memoryview) -> DataEvent:
+def _data(payload: memoryview, with_energies: bool) -> DataEvent:
     start_index, n, n_voxels = _DATA.unpack_from(payload)
-    if len(payload) != _DATA.size + 4 * n * n_voxels:
+    offset = _DATA.size + (4 * n if with_energies else 0)
+    if len(payload) != offset + 4 * n * n_voxels:
         raise ProtocolError(f"DATA frame of {n} x {n_voxels} showers has {len(payload)} bytes")
-    showers = np.frombuffer(payload, dtype="<f4", offset=_DATA.size).reshape(n, n_voxels).astype(np.float32)
-    return DataEvent(start_index, showers)
+    showers = np.frombuffer(payload, dtype="<f4", offset=offset).reshape(n, n_voxels).astype(np.float32)
+    if not with_energies:
+        return DataEvent(start_index, showers)
+    energies = np.frombuffer(payload, dtype="<f4", count=n, offset=_DATA.size).astype(np.float32)
+    return DataEvent(start_index, showers, energies)
 
 
 def status_event(document: dict[str, Any]) -> TrailerEvent:

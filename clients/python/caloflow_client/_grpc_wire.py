@@ -43,6 +43,7 @@ def request_message(request: GenerateRequest) -> pb.GenerateRequest:
     message = pb.GenerateRequest(
         model=request.model or "",
         particle=request.particle or "",
+        dataset=request.dataset or "",
         start_index=request.start_index,
         allow_extrapolation=request.allow_extrapolation,
         chunk_showers=request.chunk_showers or 0,
@@ -78,6 +79,9 @@ def info_of(header: pb.StreamHeader, server: str) -> GenerationInfo:
         extrapolated=header.extrapolated,
         standin=header.standin,
         energy_mev=header.energy_mev if header.HasField("energy_mev") else None,
+        dataset=header.dataset or f"ds1-{header.particle}",  # a server from before datasets: Dataset 1
+        shower_shape=tuple(header.shower_shape) or (header.n_voxels,),
+        file_layout=header.file_layout or "calochallenge",
     )
 
 
@@ -135,6 +139,10 @@ def model_infos(response: pb.ListModelsResponse) -> list[ModelInfo]:
             default_version=model.default_version,
             versions=tuple(_version(version) for version in model.versions),
             particle_default=model.particle_default,
+            dataset=model.dataset or f"ds1-{model.particle}",
+            dataset_default=model.dataset_default if model.dataset else model.particle_default,
+            shower_shape=tuple(model.shower_shape),
+            file_layout=model.file_layout,
         )
         for model in response.models
     ]

@@ -4,6 +4,7 @@ listing from the OIP repository index and model configs. Shared by the sync and 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from caloflow_client.errors import ServerError, server_error
@@ -20,7 +21,8 @@ __all__ = [
     "version_info",
 ]
 
-FRAMED = {"Accept": "application/octet-stream"}
+FRAMED_FORMAT = "framed-v2"  # the framed stream whose DATA frames carry their incident energies
+FRAMED = {"Accept": "application/vnd.caloflow.framed-v2"}
 _CODE_OF_STATUS = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
@@ -37,9 +39,10 @@ _CODE_OF_STATUS = {
 
 def request_body(request: GenerateRequest) -> dict[str, Any]:
     """The ``POST /generate`` JSON (float32 energies written as their exact decimal value)."""
-    body: dict[str, Any] = {"start_index": request.start_index, "format": "framed"}
+    body: dict[str, Any] = {"start_index": request.start_index, "format": FRAMED_FORMAT}
     optional = {
         "particle": request.particle,
+        "dataset": request.dataset,
         "model": request.model,
         "model_version": request.model_version,
         "energy_mev": None if request.energy_mev is None else float(request.energy_mev),
@@ -56,24 +59,30 @@ def request_body(request: GenerateRequest) -> dict[str, Any]:
 
 
 def info_from_header(document: dict[str, Any], server: str) -> GenerationInfo:
+    """The stream's metadata; a server from before datasets states none: its models are Dataset 1's."""
     energy = document.get("energy_mev")
+    n_voxels = int(document["n_voxels"])
+    particle = str(document["particle"])
     return GenerationInfo(
         server=server,
         transport="http",
         model=str(document["model"]),
         version=int(document["model_version"]),
-        particle=str(document["particle"]),
+        particle=particle,
         artifact_sha256=str(document["sha256"]),
         seed=int(document["seed"]),
         seed_drawn=bool(document.get("seed_drawn", False)),
         start_index=int(document["start_index"]),
         count=int(document["count"]),
-        n_voxels=int(document["n_voxels"]),
+        n_voxels=n_voxels,
         chunk_showers=int(document.get("chunk_showers", 0)),
         deterministic=bool(document.get("deterministic", False)),
         extrapolated=bool(document.get("extrapolated", False)),
         standin=bool(document["standin"]),
         energy_mev=None if energy is None else float(energy),
+        dataset=str(document.get("dataset") or f"ds1-{particle}"),
+        shower_shape=tuple(int(n) for n in document.get("shower_shape") or (n_voxels,)),
+        file_layout=str(document.get("file_layout") or "calochallenge"),
     )
 
 
@@ -112,7 +121,7 @@ def version_info(config: dict[str, Any]) -> ModelVersionInfo:
     return ModelVersionInfo(
         version=int(config["version_policy"]["specific"]["versions"][0]),
         artifact_sha256=_parameter(config, "sha256"),
-        n_voxels=int(config["output"][0]["dims"][0]),
+        n_voxels=math.prod(int(n) for n in config["output"][0]["dims"]),
         energy_min_mev=float(low),
         energy_max_mev=float(high),
         standin=standin_of(config),
@@ -128,4 +137,5 @@ def model_info(default: dict[str, Any], versions: list[dict[str, Any]]) -> Model
         particle=_parameter(default, "particle"),
         default_version=version_info(default).version,
         versions=tuple(infos),
+        dataset=_parameter(default, "dataset") or f"ds1-{_parameter(default, 'particle')}",
     )

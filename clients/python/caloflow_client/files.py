@@ -1,9 +1,12 @@
 """Writing a stream straight to a file, chunk by chunk (O(chunk) memory), and reading incident-energy files.
 
-HDF5 output is the CaloChallenge layout the project's ``caloflow data`` tools read: ``incident_energies``
-``(N, 1)`` and ``showers`` ``(N, n_voxels)`` in MeV, gzip-compressed, chunked, no dataset timestamps, with the
-stream's provenance (server, model, version, artifact sha256, seed, stand-in flag) as file attributes. ``.npy``
-output is one float32 ``(N, n_voxels)`` array (showers only, as the server's ``application/x-npy``). Both are
+HDF5 output is the official layout of the stream's dataset (the header's ``file_layout``), as the project's
+``caloflow data`` tools read it: ``calochallenge``: ``incident_energies`` ``(N, 1)`` and ``showers``
+``(N, n_voxels)`` in MeV; ``ild``: group ``<x>x<z>`` (``30x30``) with ``energy`` ``(N, 1)`` in **GeV** and
+``layers`` ``(N, *shower_shape)`` (``(N, 30, 30, 30)``) in MeV. Gzip-compressed, chunked, no dataset
+timestamps, with the stream's provenance (server, model, version, dataset, artifact sha256, seed, stand-in
+flag) as file attributes. ``.npy`` output is one float32 ``(N, *shower_shape)`` array (showers only, as the
+server's ``application/x-npy``). Both are
 written to a temporary file in the target directory and renamed on success, so a failed download never leaves
 a file under the final name.
 """
@@ -32,6 +35,9 @@ __all__ = [
 
 ENERGIES = "incident_energies"
 SHOWERS = "showers"
+ILD_ENERGY = "energy"
+ILD_LAYERS = "layers"
+ILD_ENERGY_UNIT_MEV = 1000.0  # the ILD files store incident energies in GeV
 _CHUNK_BYTES = 1 << 20
 HDF5_SUFFIXES = (".h5", ".hdf5")
 NPY_SUFFIXES = (".npy",)
@@ -105,7 +111,8 @@ class _AtomicShowerFile:
 
 
 class Hdf5ShowerWriter(_AtomicShowerFile):
-    """CaloChallenge HDF5, datasets pre-sized to the request's count; appears under ``path`` on ``close``."""
+    """The dataset's official HDF5 layout (``info.file_layout``), datasets pre-sized to the request's count;
+    appears under ``path`` on ``close``."""
 
     def __init__(self, path: str | os.PathLike[str], info: GenerationInfo, dtype: DTypeLike = np.float32) -> None:
         import h5py  # only file output needs it
@@ -124,29 +131,46 @@ class Hdf5ShowerWriter(_AtomicShowerFile):
     def _create(self, info: GenerationInfo) -> None:
         rows = max(1, _CHUNK_BYTES // (info.n_voxels * self._dtype.itemsize))
         common: dict[str, Any] = {"dtype": self._dtype, "compression": "gzip", "track_times": False}
-        count = info.count
-        self._energies = self._file.create_dataset(
-            ENERGIES, shape=(count, 1), chunks=(min(count, max(rows, 4096)), 1), **common
+        count, shape = info.count, info.shape
+        names, self._energy_unit_mev = _layout(info)
+        group = self._file.require_group(names[0]) if names[0] else self._file
+        self._energies = group.create_dataset(
+            names[1], shape=(count, 1), chunks=(min(count, max(rows, 4096)), 1), **common
         )
-        self._showers = self._file.create_dataset(
-            SHOWERS, shape=(count, info.n_voxels), chunks=(min(count, rows), info.n_voxels), **common
+        self._showers = group.create_dataset(
+            names[2], shape=(count, *shape), chunks=(min(count, rows), *shape), **common
         )
+        self._shape = shape
         for key, value in info.provenance().items():
             self._file.attrs[key] = value
 
     def _write(self, chunk: ShowerChunk) -> None:
         stop = self.rows + chunk.n_showers
-        self._energies[self.rows : stop, 0] = chunk.incident_energy_mev
-        self._showers[self.rows : stop] = chunk.showers
+        self._energies[self.rows : stop, 0] = chunk.incident_energy_mev / self._energy_unit_mev
+        self._showers[self.rows : stop] = chunk.showers.reshape(chunk.n_showers, *self._shape)
+
+
+def _layout(info: GenerationInfo) -> tuple[tuple[str, str, str], float]:
+    """(group, energies, showers) names and the energy unit (MeV) of the stream's official file layout."""
+    if info.file_layout == "calochallenge":
+        return ("", ENERGIES, SHOWERS), 1.0
+    if info.file_layout == "ild":
+        shape = info.shape
+        if len(shape) != 3:
+            raise InvalidRequestError("path", f"an ILD file needs a (layers, x, z) shower shape, got {shape}")
+        return (f"{shape[1]}x{shape[2]}", ILD_ENERGY, ILD_LAYERS), ILD_ENERGY_UNIT_MEV
+    raise InvalidRequestError(
+        "path", f"{info.dataset}: no HDF5 writer for file layout {info.file_layout!r}; write .npy instead"
+    )
 
 
 class NpyShowerWriter(_AtomicShowerFile):
-    """A ``.npy`` v1.0 float32 ``(count, n_voxels)`` array, rows appended as they come."""
+    """A ``.npy`` v1.0 float32 ``(count, *shower_shape)`` array, rows appended as they come."""
 
     def __init__(self, path: str | os.PathLike[str], info: GenerationInfo) -> None:
         super().__init__(path, info.count)
         self._file = self._tmp.open("wb")
-        header = {"descr": "<f4", "fortran_order": False, "shape": (info.count, info.n_voxels)}
+        header = {"descr": "<f4", "fortran_order": False, "shape": (info.count, *info.shape)}
         np.lib.format.write_array_header_1_0(self._file, header)
 
     def _write(self, chunk: ShowerChunk) -> None:
@@ -155,7 +179,8 @@ class NpyShowerWriter(_AtomicShowerFile):
 
 def read_energies_file(path: str | os.PathLike[str]) -> NDArray[np.float64]:
     """Incident energies (MeV) from text (numbers separated by white space, ``#`` comments), ``.npy`` or HDF5
-    (its ``incident_energies`` dataset, e.g. a CaloChallenge file), as a flat array."""
+    (its ``incident_energies`` dataset, e.g. a CaloChallenge file, or an ILD file's ``30x30/energy`` in GeV), as a
+    flat array in MeV."""
     p = Path(path)
     if not p.is_file():
         raise InvalidRequestError("energies_file", f"{p}: no such file")
@@ -183,6 +208,10 @@ def _read_hdf5_energies(path: Path) -> NDArray[np.float64]:
     import h5py
 
     with h5py.File(path, "r") as h5:
-        if ENERGIES not in h5:
-            raise KeyError(f"no {ENERGIES!r} dataset (found: {sorted(h5.keys())})")
-        return np.asarray(h5[ENERGIES][...], dtype=np.float64)
+        if ENERGIES in h5:
+            return np.asarray(h5[ENERGIES][...], dtype=np.float64)
+        for name in sorted(h5.keys()):  # the ILD layout: <x>x<z>/energy in GeV
+            entry = h5[name]
+            if isinstance(entry, h5py.Group) and ILD_ENERGY in entry:
+                return np.asarray(entry[ILD_ENERGY][...], dtype=np.float64) * ILD_ENERGY_UNIT_MEV
+        raise KeyError(f"no {ENERGIES!r} dataset nor an ILD '<x>x<z>/{ILD_ENERGY}' (found: {sorted(h5.keys())})")

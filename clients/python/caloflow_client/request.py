@@ -27,6 +27,7 @@ class GenerateFields(TypedDict, total=False):
     """Keyword arguments of ``generate``, ``stream`` and ``generate_to_file`` (see ``GenerateRequest``)."""
 
     particle: str | None
+    dataset: str | None
     model: str | None
     model_version: int | str | None
     energy_mev: float | None
@@ -40,13 +41,15 @@ class GenerateFields(TypedDict, total=False):
 
 @dataclass(frozen=True)
 class GenerateRequest:
-    """Give ``particle`` or ``model``, and ``energy_mev`` + ``count`` or ``energies_mev`` (MeV, float32 on the wire).
+    """Give ``model``, ``dataset`` (``ds2-electron``, ``ild-photon`` ...) or ``particle`` (a Dataset 1 short form),
+    and ``energy_mev`` + ``count`` or ``energies_mev`` (MeV, float32 on the wire).
 
     Shower ``start_index + k`` has energy ``energies_mev[k]``; with a seed its noise depends only on (seed,
     index), so any split of the indices into requests gives the same showers (in the server's deterministic mode).
     """
 
     particle: str | None = None
+    dataset: str | None = None
     model: str | None = None
     model_version: int | str | None = None
     energy_mev: float | None = None
@@ -66,6 +69,7 @@ class GenerateRequest:
         energies = fields.get("energies_mev")
         request = cls(
             particle=fields.get("particle"),
+            dataset=fields.get("dataset"),
             model=fields.get("model"),
             model_version=fields.get("model_version"),
             energy_mev=fields.get("energy_mev"),
@@ -80,8 +84,8 @@ class GenerateRequest:
         return request
 
     def check(self) -> None:
-        if self.model is None and self.particle is None:
-            raise InvalidRequestError("model", "give a model name or a particle")
+        if self.model is None and self.particle is None and self.dataset is None:
+            raise InvalidRequestError("model", "give a model name or a particle, or a dataset")
         if self.energies_mev is not None:
             if self.energy_mev is not None or self.count is not None:
                 raise InvalidRequestError("energies_mev", "give energy_mev and count, or energies_mev, not both")
@@ -122,7 +126,9 @@ class GenerateRequest:
         done = next_index - self.start_index
         if not 0 <= done <= self.total:
             raise ValueError(f"next_index {next_index} is outside showers {self.start_index}..{self.stop_index}")
-        pinned = replace(self, model=model, particle=None, model_version=version, seed=seed, start_index=next_index)
+        pinned = replace(
+            self, model=model, particle=None, dataset=None, model_version=version, seed=seed, start_index=next_index
+        )
         if self.energies_mev is not None:
             return replace(pinned, energies_mev=self.energies_mev[done:])
         return replace(pinned, count=self.total - done)

@@ -39,6 +39,14 @@ class GenerationInfo:
     extrapolated: bool
     standin: bool
     energy_mev: float | None
+    dataset: str = ""  # "" only for a hand-made info: a server states it (an old one implies ds1-<particle>)
+    shower_shape: tuple[int, ...] = ()  # one shower's natural shape; () means flat (n_voxels,)
+    file_layout: str = "calochallenge"  # the official HDF5 layout of the dataset: "calochallenge" or "ild"
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """One shower's natural shape (``(n_voxels,)`` for CaloChallenge datasets, ``(30, 30, 30)`` for ILD)."""
+        return self.shower_shape or (self.n_voxels,)
 
     def provenance(self) -> dict[str, Any]:
         """HDF5 attributes recording this stream (none of them None)."""
@@ -50,6 +58,8 @@ class GenerationInfo:
             "model": self.model,
             "model_version": self.version,
             "particle": self.particle,
+            "dataset": self.dataset or f"ds1-{self.particle}",
+            "shower_shape": list(self.shape),
             "artifact_sha256": self.artifact_sha256,
             "seed": self.seed,
             "seed_drawn": int(self.seed_drawn),
@@ -106,10 +116,15 @@ class ModelVersionInfo:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """A served model: its particle, the version a request without one gets, and its loaded versions."""
+    """A served model: its particle and dataset, the version a request without one gets, its loaded versions,
+    and whether a request naming only its particle / dataset gets it (None: the API does not say)."""
 
     name: str
     particle: str
     default_version: int
     versions: tuple[ModelVersionInfo, ...]
     particle_default: bool | None = None
+    dataset: str = ""
+    dataset_default: bool | None = None
+    shower_shape: tuple[int, ...] = ()
+    file_layout: str = ""

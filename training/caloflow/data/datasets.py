@@ -190,6 +190,7 @@ class Dataset:
             "dataset_aliases": list(self.short_names),
             "geometry_kind": self.geometry_kind,
             "shower_shape": list(self.shower_shape),
+            "file_layout": self.layout,
         }
 
 

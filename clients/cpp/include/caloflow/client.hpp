@@ -44,7 +44,8 @@ struct ClientOptions {
 // One Generate request: the homogeneous form (energy_mev + count) or the per-shower form (energies_mev).
 struct Request {
     std::string model;     // a model name ("caloflow_photon") ...
-    std::string particle;  // ... or a particle ("photon", "pion"); at least one
+    std::string particle;  // ... or a particle ("photon", "pion": Dataset 1's short forms) ...
+    std::string dataset;   // ... or a dataset ("ds2-electron", "ild-photon"); at least one
     std::optional<std::string> model_version;
     std::optional<double> energy_mev;
     std::optional<std::uint64_t> count;
@@ -71,6 +72,9 @@ struct StreamHeader {
     bool extrapolated = false;
     bool standin = false;  // trained on stand-in data, not Geant4
     std::optional<double> energy_mev;
+    std::string dataset;                      // "ds1-photon", "ds2-electron", "ild-photon" ...
+    std::vector<std::uint32_t> shower_shape;  // one shower's natural shape ({n_voxels}, or {30, 30, 30} for ILD)
+    std::string file_layout;                  // the dataset's official HDF5 layout: "calochallenge" or "ild"
 };
 
 // The showers of one call, row-major [size(), n_voxels] float32 MeV, in request order.
@@ -175,9 +179,11 @@ private:
 struct ModelVersionInfo {
     std::string model;
     std::string particle;
+    std::string dataset;
     std::uint32_t version = 0;
     bool is_default = false;
     bool particle_default = false;
+    bool dataset_default = false;  // a request naming only the dataset gets this model
     std::string artifact_sha256;
     std::string backend;
     std::string device;
