@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import h5py
@@ -89,6 +90,33 @@ def test_writer_appends_batches(tmp_path: Path) -> None:
     np.testing.assert_array_equal(x, showers)
     np.testing.assert_array_equal(e, energies)
     assert list(tmp_path.iterdir()) == [path]
+
+
+def test_writer_deflates_standard_gzip_chunks_across_uneven_appends(tmp_path: Path) -> None:
+    """Chunks are deflated by the writer (ISA-L) yet stay plain zlib streams under HDF5's gzip filter."""
+    path = tmp_path / "grid.h5"
+    n_voxels = 3 * 200_000  # float32 rows of 2.4 MB, over the 1 MB chunk target: chunks of one row
+    energies, _ = _sample(7, 1)
+    showers = np.random.default_rng(1).exponential(1.0, (7, n_voxels)).astype(np.float32)
+    showers[:, ::3] = 0.0
+    small = tmp_path / "small.h5"
+    with ShowerWriter(small, 100, dtype=np.float32, expected_rows=3) as writer:  # chunks of 2 621 rows
+        for rows in (1, 2, 2620, 3000):  # inside one chunk, completing it, and straddling two
+            block = np.random.default_rng(rows).random((rows, 100)).astype(np.float32)
+            writer.append(np.ones(rows), block)
+    _, x = read_showers(small)
+    expected = np.concatenate(
+        [np.random.default_rng(r).random((r, 100)).astype(np.float32) for r in (1, 2, 2620, 3000)]
+    )
+    np.testing.assert_array_equal(x, expected)
+    with ShowerWriter(path, n_voxels, dtype=np.float32, layout="ild", shower_shape=(3, 400, 500)) as writer:
+        writer.append(energies, showers)
+    with h5py.File(path, "r") as h5:
+        layers = h5["30x30/layers"]
+        assert layers.compression == "gzip" and layers.chunks == (1, 3, 400, 500)
+        _, raw = layers.id.read_direct_chunk((4, 0, 0, 0))
+        assert zlib.decompress(raw) == showers[4].tobytes()
+        np.testing.assert_array_equal(layers[:].reshape(7, -1), showers)
 
 
 def test_writer_rejects_bad_batches(tmp_path: Path) -> None:

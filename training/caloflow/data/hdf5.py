@@ -14,6 +14,11 @@ Every problem with a file is reported as a :class:`~caloflow.errors.ShowerFileEr
 the file and the problem. Writers go through a temporary file in the target directory that is renamed
 on success, so a failed or interrupted write never leaves a half-written file under the final name.
 Dataset timestamps are off, so the same arrays and attributes give byte-identical files.
+
+Compression: the shower datasets carry HDF5's standard gzip (deflate) filter, so every HDF5 reader opens them,
+but :class:`ShowerWriter` deflates each chunk itself with ISA-L (``isal``, level ``min(gzip_level, 3)``) and
+stores it with ``write_direct_chunk``: the same zlib format, about five times faster than zlib's level 1 on
+mostly-zero showers (an ILD shower is 27 000 float32 cells, ~95 % zeros).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any, Protocol
 
 import h5py
 import numpy as np
+from isal import isal_zlib
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from caloflow import __version__
@@ -167,6 +173,7 @@ class ShowerWriter:
 
     def _create_datasets(self, rows: int) -> None:
         chunk_rows = max(1, _CHUNK_BYTES // (self.n_voxels * self._dtype.itemsize))
+        self._chunks = _ChunkDeflater(chunk_rows, self.shape, self._dtype, self._gzip_level)
         common = {"compression": "gzip", "compression_opts": self._gzip_level, "track_times": False}
         self._energies = self._file.create_dataset(
             self.layout.energies_path,
@@ -193,7 +200,8 @@ class ShowerWriter:
             self._energies.resize(stop, axis=0)
             self._showers.resize(stop, axis=0)
         self._energies[self.rows : stop] = energies
-        self._showers[self.rows : stop] = showers
+        for row, chunk in self._chunks.add(showers):
+            self._showers.id.write_direct_chunk((row, *(0 for _ in self.shape)), chunk)
         self.rows = stop
 
     def _checked_batch(self, energies: ArrayLike, showers: ArrayLike) -> tuple[FloatArray, FloatArray]:
@@ -214,6 +222,8 @@ class ShowerWriter:
         if self._file is None:
             return
         try:
+            for row, chunk in self._chunks.flush():
+                self._showers.id.write_direct_chunk((row, *(0 for _ in self.shape)), chunk)
             self._energies.resize(self.rows, axis=0)
             self._showers.resize(self.rows, axis=0)
             self._file.close()
@@ -240,6 +250,45 @@ class ShowerWriter:
             self.close()
         else:
             self.abort()
+
+
+class _ChunkDeflater:
+    """Cuts appended showers into HDF5 chunks of ``chunk_rows`` rows and deflates each (zlib format, ISA-L).
+
+    Rows short of a full chunk wait in a buffer for the next :meth:`add`; :meth:`flush` deflates them padded
+    with zeros (the padding lies beyond the dataset's final extent, so no reader sees it).
+    """
+
+    def __init__(self, chunk_rows: int, shape: tuple[int, ...], dtype: np.dtype[Any], gzip_level: int) -> None:
+        self.chunk_rows = chunk_rows
+        self.level = min(max(gzip_level, 0), isal_zlib.ISAL_BEST_COMPRESSION)
+        self._buffer = np.zeros((chunk_rows, *shape), dtype=dtype)
+        self._held = 0
+        self._next_row = 0
+
+    def add(self, showers: FloatArray) -> Iterator[tuple[int, bytes]]:
+        """(first row, deflated chunk) of every chunk that ``showers`` completes, in order."""
+        start = 0
+        while start < len(showers):
+            take = min(self.chunk_rows - self._held, len(showers) - start)
+            if self._held == 0 and take == self.chunk_rows:
+                yield self._deflated(showers[start : start + take])
+            else:
+                self._buffer[self._held : self._held + take] = showers[start : start + take]
+                self._held += take
+                if self._held == self.chunk_rows:
+                    yield self._deflated(self._buffer)
+            start += take
+
+    def flush(self) -> Iterator[tuple[int, bytes]]:
+        """The held rows as one last chunk, zero-padded (nothing if no rows are held)."""
+        if self._held:
+            self._buffer[self._held :] = 0
+            yield self._deflated(self._buffer)
+
+    def _deflated(self, rows: FloatArray) -> tuple[int, bytes]:
+        first, self._next_row, self._held = self._next_row, self._next_row + self.chunk_rows, 0
+        return first, isal_zlib.compress(np.ascontiguousarray(rows), self.level)
 
 
 def write_showers(

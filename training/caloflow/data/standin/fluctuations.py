@@ -44,7 +44,16 @@ def landau_factor(size: tuple[int, ...], width: float, rng: np.random.Generator)
 def landau_factor32(size: int, width: float, rng: np.random.Generator) -> NDArray[np.float32]:
     """:func:`landau_factor` in float32, ``G^2`` from two uniforms (Box-Muller)."""
     u, turn = rng.random((2, size), dtype=np.float32)
-    g2 = np.float32(-2.0) * np.log(np.float32(1.0) - u) * np.cos(np.float32(2.0 * np.pi) * turn) ** 2
-    moyal = -np.log(np.maximum(g2, np.float32(1e-30)))
-    factor: NDArray[np.float32] = np.maximum(np.float32(1.0) + np.float32(width) * moyal, np.float32(0.3))
+    turn *= np.float32(2.0 * np.pi)
+    np.cos(turn, out=turn)
+    turn *= turn
+    np.subtract(np.float32(1.0), u, out=u)
+    np.log(u, out=u)
+    u *= np.float32(-2.0)
+    u *= turn  # G^2
+    np.maximum(u, np.float32(1e-30), out=u)
+    np.log(u, out=u)  # -Moyal
+    u *= np.float32(-width)
+    u += np.float32(1.0)
+    factor: NDArray[np.float32] = np.maximum(u, np.float32(0.3), out=u)
     return factor
