@@ -83,8 +83,8 @@ endpoint actively and eject failing ones; routes have no timeout, so a long stre
             codec_type: AUTO
             stream_idle_timeout: {{ $e.streamIdleTimeout }}
             http2_protocol_options:
-              initial_stream_window_size: {{ $e.http2WindowBytes | int64 }}
-              initial_connection_window_size: {{ $e.http2WindowBytes | int64 }}
+              initial_stream_window_size: {{ $e.http2StreamWindowBytes | int64 }}
+              initial_connection_window_size: {{ $e.http2ConnectionWindowBytes | int64 }}
             access_log:
               - name: envoy.access_loggers.stdout
                 typed_config:
@@ -131,12 +131,12 @@ endpoint actively and eject failing ones; routes have no timeout, so a long stre
       "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
       explicit_http_config:
         http2_protocol_options:
-          initial_stream_window_size: {{ $e.http2WindowBytes | int64 }}
-          initial_connection_window_size: {{ $e.http2WindowBytes | int64 }}
+          initial_stream_window_size: {{ $e.http2StreamWindowBytes | int64 }}
+          initial_connection_window_size: {{ $e.http2ConnectionWindowBytes | int64 }}
   {{- end }}
-  # A host failing its health check gets no new requests (no "panic" routing to unhealthy hosts).
-  common_lb_config:
-    healthy_panic_threshold: {value: 0}
+  # Envoy's default panic threshold (50 %) stays: with fewer healthy hosts it spreads over all of them, and a
+  # draining server's refusal (503 / UNAVAILABLE) is retried on another host. (healthy_panic_threshold 0 made
+  # Envoy 1.40 answer "no healthy upstream" with every host healthy in tests/test_k8s_rehearsal.py.)
   load_assignment:
     cluster_name: {{ .name }}
     endpoints:
@@ -148,6 +148,9 @@ endpoint actively and eject failing ones; routes have no timeout, so a long stre
                   port_value: {{ .port }}
   health_checks:
     - interval: {{ $e.healthCheck.interval }}
+      # Also while a host has had no traffic (Envoy's default then is 60 s): a fresh Envoy, or a cluster whose
+      # only traffic is long streams, must still see a draining server go within the drain grace.
+      no_traffic_interval: {{ $e.healthCheck.interval }}
       timeout: {{ $e.healthCheck.timeout }}
       unhealthy_threshold: {{ $e.healthCheck.unhealthyThreshold }}
       healthy_threshold: {{ $e.healthCheck.healthyThreshold }}
