@@ -392,9 +392,9 @@ def test_jwt_auth_refuses_without_a_token_and_passes_a_valid_one(three: Cluster,
     secret, issuer = os.urandom(32), "https://auth.test/"
     jwks = json.dumps({"keys": [{"kty": "oct", "alg": "HS256", "k": base64.urlsafe_b64encode(secret).rstrip(b"=")
                                  .decode()}]})  # fmt: skip
+    auth = {"issuer": issuer, "localJwks": jwks, "audiences": ["caloflow"]}
     values = deep_merge(load_values(EXAMPLES_DIR / "values-auth.yaml"), LIVE_VALUES,
-                        {"envoy": {"rateLimit": {"enabled": False}, "auth": {"issuer": issuer, "localJwks": jwks,
-                                                                               "audiences": ["caloflow"]}}})  # fmt: skip
+                        {"envoy": {"rateLimit": {"enabled": False}, "auth": auth}})  # fmt: skip
     envoy = Envoy(envoy_config(render(values)), tmp_path / "envoy-auth", sorted(three.pods))
     try:
         envoy.wait_ready(sorted(three.pods))
@@ -406,9 +406,8 @@ def test_jwt_auth_refuses_without_a_token_and_passes_a_valid_one(three: Cluster,
             assert http.post("/generate", json=body, headers={"Authorization": f"Bearer {forged}"}).status_code == 401
             assert http.post("/generate", json=body, headers={"Authorization": f"Bearer {good}"}).status_code == 200
             assert http.get("/v2/health/ready").status_code == 200, "health stays public"
-        with GrpcClient(envoy.grpc_target, max_retries=0) as rpc:
-            with pytest.raises(UnauthenticatedError):
-                rpc.generate(model=MODEL, energy_mev=ENERGY_MEV, count=5, seed=1)
+        with GrpcClient(envoy.grpc_target, max_retries=0) as rpc, pytest.raises(UnauthenticatedError):
+            rpc.generate(model=MODEL, energy_mev=ENERGY_MEV, count=5, seed=1)
         with grpc.insecure_channel(envoy.grpc_target) as channel:
             from caloflow_server._proto.caloflow.v1 import showers_pb2, showers_pb2_grpc  # type: ignore[import-untyped]
 
@@ -464,7 +463,9 @@ def test_the_rendered_keda_query_scales_out_under_load_and_scaling_in_loses_noth
 
     def desired(current: int) -> tuple[float, int]:
         value = three.prometheus.scalar(query) or 0.0
-        want = hpa_desired_replicas(metric_type, value, threshold, current, so["minReplicaCount"], so["maxReplicaCount"])
+        want = hpa_desired_replicas(
+            metric_type, value, threshold, current, so["minReplicaCount"], so["maxReplicaCount"]
+        )
         return value, max(current - down, min(current + up, want))
 
     wait_until("prometheus scrapes the three pods", lambda: three.prometheus.up_targets() == set(three.pods), 30, 0.5)
@@ -491,8 +492,10 @@ def test_the_rendered_keda_query_scales_out_under_load_and_scaling_in_loses_noth
                 rpc.generate(model=MODEL, energy_mev=ENERGY_MEV, count=10, seed=sent)
                 sent += 1
                 time.sleep(0.1)
-        print(f"new replica {new.ip} served {new.metric('calo_requests_total') - served} of {sent} requests; "
-              f"Envoy's requests per host: {three.envoy.upstream_requests('caloflow_grpc')}")
+        print(
+            f"new replica {new.ip} served {new.metric('calo_requests_total') - served} of {sent} requests; "
+            f"Envoy's requests per host: {three.envoy.upstream_requests('caloflow_grpc')}"
+        )
         assert new.metric("calo_requests_total") >= served + 3, "Envoy sent the new replica (almost) nothing"
     finally:
         results = [stream.finish() for stream in load]

@@ -275,8 +275,9 @@ class Envoy:
         path = directory / "envoy.yaml"
         path.write_text(yaml.safe_dump(self.config))
         self.log = directory / "envoy.log"
-        command = [venv_tool("envoy"), "-c", str(path), "--concurrency", "1", "--disable-hot-restart",
-                   "--log-level", "warning", "--service-node", "rehearsal", "--service-cluster", "caloflow"]  # fmt: skip
+        # EDS needs a node name; one worker thread; no hot-restart shared memory (several Envoys run at once).
+        command = [venv_tool("envoy"), "-c", str(path), "--concurrency", "1", "--disable-hot-restart", "--log-level",
+                   "warning", "--service-node", "rehearsal", "--service-cluster", "caloflow"]  # fmt: skip
         with self.log.open("wb") as sink:
             self.process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
 
