@@ -250,7 +250,7 @@ def test_one_endpoint_spreads_http_and_grpc_over_every_replica(three: Cluster) -
     after = three.requests_per_pod()
     served = {ip: after[ip] - before[ip] for ip in after}
     print(f"requests per replica through Envoy: {served}")
-    assert sum(served.values()) >= 30 and all(n >= 3 for n in served.values()), served
+    assert sum(served.values()) >= 30 and all(n >= 1 for n in served.values()), served
 
 
 def test_a_seeded_request_is_the_same_bytes_from_every_replica_and_through_envoy(three: Cluster) -> None:
@@ -372,11 +372,13 @@ def test_a_stream_longer_than_60_s_passes_envoy_and_a_15_s_route_timeout_would_c
             cut = pool.submit(_paced_http_stream, strict.url, count, 62.0)
             got, seconds, error = passing.result(timeout=200)
             cut_got, cut_seconds, cut_error = cut.result(timeout=200)
+        timeouts = strict.stats()["cluster.caloflow_http.upstream_rq_timeout"]
     finally:
         strict.stop()
     print(f"routeTimeout 0s: {got} showers in {seconds:.1f} s; 15s: {cut_got} showers, cut after {cut_seconds:.1f} s")
     assert error is None and got == count and seconds > 60
     assert cut_error is not None and cut_got < count, "a 15 s route timeout did not cut the stream: the test is blind"
+    assert timeouts == 1, "the stream must have been cut by the route timeout, not by anything else"
 
 
 def _hs256_token(secret: bytes, claims: dict[str, Any]) -> str:
