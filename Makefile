@@ -24,6 +24,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python clients/python/caloflow_client/_protogen.py
 	sh docker/install-test-deps.sh
 	sh clients/cpp/install-deps.sh
+	npm ci --prefix tests/k8s --no-audit --no-fund
 	touch $(STAMP)
 
 lint: $(STAMP)

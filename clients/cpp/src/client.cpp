@@ -117,11 +117,14 @@ void Backoff(std::chrono::milliseconds backoff, int resume, const Deadline& dead
 
 // UNAVAILABLE (a draining server, a lost connection), or a CANCELLED the caller did not ask for: a gRPC
 // server that is shutting down cancels the calls that reach it meanwhile, and the next attempt may reach
-// another server (or this one restarted).
+// another server (or this one restarted). Also an HTTP/2 stream reset (gRPC reports it as INTERNAL "Received
+// RST_STREAM"): what an L7 proxy such as Envoy sends when the server behind it dies mid-stream.
 bool Resumable(const ServerError& error, const CallControl* control) {
     const bool cancelled_here = control != nullptr && control->cancelled();
-    return !cancelled_here &&
-           (error.code() == grpc::StatusCode::UNAVAILABLE || error.code() == grpc::StatusCode::CANCELLED);
+    const bool stream_reset = error.code() == grpc::StatusCode::INTERNAL &&
+                              error.server_message().find("RST_STREAM") != std::string::npos;
+    return !cancelled_here && (error.code() == grpc::StatusCode::UNAVAILABLE ||
+                               error.code() == grpc::StatusCode::CANCELLED || stream_reset);
 }
 
 }  // namespace

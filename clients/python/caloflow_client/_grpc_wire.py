@@ -13,7 +13,7 @@ import grpc
 import numpy as np
 
 from caloflow_client._events import DataEvent, Event, HeaderEvent, TrailerEvent
-from caloflow_client.errors import CaloflowClientError, ClientTimeoutError, ProtocolError, server_error
+from caloflow_client.errors import CaloflowClientError, ClientTimeoutError, ProtocolError, TransportError, server_error
 from caloflow_client.request import GenerateRequest
 from caloflow_client.results import GenerationInfo, ModelInfo, ModelVersionInfo
 
@@ -120,6 +120,10 @@ def error_from_rpc(
     """The typed error of a failed call: the status code's class, the server's message, field and next index."""
     if timed_out or code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return ClientTimeoutError(f"{server}: no answer in time")
+    if code == grpc.StatusCode.INTERNAL and details and "RST_STREAM" in details:
+        # An HTTP/2 proxy (Envoy) resets the stream when the server behind it dies mid-stream: gRPC reports the
+        # reset as INTERNAL, but it is a lost connection, and the stream resumes on another server.
+        return TransportError(f"{server}: the stream was reset ({details})")
     metadata = {key: value if isinstance(value, str) else value.decode() for key, value in trailing or ()}
     next_index = metadata.get(NEXT_INDEX_KEY)
     name = code.name if code is not None else "UNKNOWN"
