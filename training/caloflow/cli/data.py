@@ -42,7 +42,9 @@ def _register_check(sub: Any) -> None:
     p = sub.add_parser("check", help="validate a dataset's HDF5 file and summarise it")
     p.add_argument("file", type=Path, metavar="FILE")
     add_dataset_option(p)
-    p.add_argument("--chunk-rows", type=int, default=10_000, help="showers read at a time")
+    p.add_argument(
+        "--chunk-rows", type=int, help="showers read at a time (default: 64 MiB of float64 voxels, at most 10 000)"
+    )
     _add_no_progress(p)
     p.set_defaults(handler=_check)
 
@@ -82,12 +84,14 @@ def _standin(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from caloflow.data.dataset_files import check_dataset_file
+    from caloflow.data.hdf5 import chunk_rows_for
     from caloflow.data.summary import summarize_shower_file
 
     ds = dataset_from_args(args)
     info = check_dataset_file(args.file, ds)
     with _progress(info.n_showers, "shower", not args.no_progress, "checking") as on_rows:
-        summary = summarize_shower_file(args.file, ds, chunk_rows=args.chunk_rows, on_rows=on_rows)
+        rows = args.chunk_rows or chunk_rows_for(ds.n_voxels)
+        summary = summarize_shower_file(args.file, ds, chunk_rows=rows, on_rows=on_rows)
     print(summary.render())
     print(f"OK: {args.file} is a valid {ds.name} file ({info.n_showers} showers)")
     return 0

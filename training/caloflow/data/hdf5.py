@@ -48,6 +48,7 @@ __all__ = [
     "ShowerFileInfo",
     "ShowerWriter",
     "check_shower_chunk",
+    "chunk_rows_for",
     "iter_showers",
     "open_shower_file",
     "read_incident_energies",
@@ -337,6 +338,11 @@ def _python_value(value: Any) -> AttrValue:
 
 
 # --------------------------------------------------------------------------------------------- reading
+
+
+def chunk_rows_for(n_voxels: int, target_bytes: int = 64 << 20, max_rows: int = 10_000) -> int:
+    """Showers per read so a chunk holds about ``target_bytes`` of float64 voxels (a DS3 chunk: 207 rows)."""
+    return max(1, min(max_rows, target_bytes // (8 * n_voxels)))
 
 
 def open_shower_file(

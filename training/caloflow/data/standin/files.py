@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from caloflow.data.datasets import DatasetError
-from caloflow.data.hdf5 import ShowerWriter
+from caloflow.data.hdf5 import ShowerWriter, chunk_rows_for
 from caloflow.data.standin.generator import (
     BLOCK_SIZE,
     GENERATOR_NAME,
@@ -108,4 +108,4 @@ def write_chunk_rows(n_voxels: int) -> int:
     A step of one block writes each block as the generator returns it: a longer step would join blocks into a
     fresh array (ILD: 1 242 rows were 268 MB copied and page-faulted per step, ~10 % of the command's CPU time).
     """
-    return max(1, min(BLOCK_SIZE, WRITE_CHUNK_BYTES // (8 * n_voxels)))
+    return chunk_rows_for(n_voxels, WRITE_CHUNK_BYTES, max_rows=BLOCK_SIZE)
