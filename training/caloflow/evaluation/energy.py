@@ -175,7 +175,7 @@ def _energy_bin(
     gen = generated[1][_in_group(generated[0], group, last)]
     if len(ref) == 0 or len(gen) == 0:
         return None
-    energy = group[0] if group[0] == group[1] else math.sqrt(group[0] * group[1])
+    energy = _centre(ds, group)
     edges = response_edges(ds, energy, ref)
     chi2, ndf = chi2_two_histograms(_counts_with_flow(ref, edges), _counts_with_flow(gen, edges))
     (mu_ref, sigma_ref), (mu_gen, sigma_gen) = fit90(ref), fit90(gen)
@@ -193,6 +193,13 @@ def _energy_bin(
         mu90=(mu_ref, mu_gen),
         sigma90=(sigma_ref, sigma_gen),
     )
+
+
+def _centre(ds: Dataset, group: tuple[float, float]) -> float:
+    """The energy a group is plotted at: its value, the geometric centre of a log-uniform range, or the middle."""
+    if ds.energies.kind == "log-uniform":
+        return math.sqrt(group[0] * group[1])
+    return 0.5 * (group[0] + group[1])
 
 
 def _counts_with_flow(values: Array, edges: Array) -> Array:
