@@ -63,7 +63,6 @@ class EvaluationConfig:
         if self.threads is not None and self.threads < 1:
             raise EvaluationError(f"--threads must be positive, got {self.threads}")
 
-
     @property
     def spec(self) -> Dataset:
         """The registry entry of ``dataset``."""

@@ -41,9 +41,7 @@ def w1_samples(reference: Array, generated: Array) -> float:
 def w1_from_histogram(edges: Array, reference_heights: Array, generated_heights: Array) -> float:
     """W1 of two histograms over the same ``edges``: the bin centres weighted by the heights."""
     centres = 0.5 * (np.asarray(edges[:-1]) + np.asarray(edges[1:]))
-    return float(
-        wasserstein_distance(centres, centres, u_weights=reference_heights, v_weights=generated_heights)
-    )
+    return float(wasserstein_distance(centres, centres, u_weights=reference_heights, v_weights=generated_heights))
 
 
 def w1_distances(reference: Mapping[str, Array], generated: Mapping[str, Array]) -> list[W1Distance]:
