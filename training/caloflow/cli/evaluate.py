@@ -1,8 +1,8 @@
 """``caloflow evaluate``: CaloChallenge metrics, plots and an HTML page for generated vs reference showers.
 
-* ``caloflow evaluate --generated GEN.h5 --reference REF.h5 --particle P --out DIR [--runs N] [--seed S]
-  [--metrics all|hist,energy,avg,corr,cls-low,cls-low-normed,cls-high,fpd,kpd] [--device auto|cpu|cuda]
-  [--max-showers N] [--cls-hidden 2048 --cls-epochs 50 ...]``
+* ``caloflow evaluate --generated GEN.h5 --reference REF.h5 --dataset D (or --particle photon|pion) --out DIR
+  [--runs N] [--seed S] [--metrics all|hist,energy,avg,corr,cls-low,cls-low-normed,cls-high,fpd,kpd,w1]
+  [--device auto|cpu|cuda] [--max-showers N] [--cls-low-max-showers N] [--cls-hidden 2048 --cls-epochs 50 ...]``
 * ``caloflow evaluate-demo``: stand-in reference files, showers from the demo models, both evaluated, and
   a summary table (``make eval-demo``).
 """
@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-_PARTICLES = ("photon", "pion")
+from caloflow.cli._dataset import add_dataset_option, dataset_from_args
 
 
 def register(subparsers: Any) -> None:
@@ -25,20 +25,28 @@ def _register_evaluate(subparsers: Any) -> None:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "evaluate", help="CaloChallenge metrics of generated showers against a reference file"
     )
-    p.add_argument("--generated", type=Path, required=True, help="CaloChallenge HDF5 file of generated showers")
-    p.add_argument("--reference", type=Path, required=True, help="CaloChallenge HDF5 reference file (e.g. *_2)")
-    p.add_argument("--particle", choices=_PARTICLES, required=True)
+    p.add_argument("--generated", type=Path, required=True, help="HDF5 file of generated showers (dataset's layout)")
+    p.add_argument("--reference", type=Path, required=True, help="HDF5 reference file (e.g. the dataset's *_2)")
+    add_dataset_option(p, what="the dataset of both files")
     p.add_argument("--out", type=Path, required=True, help="directory for metrics.json, index.html and PNGs")
     p.add_argument(
         "--metrics",
         default="all",
-        help="'all' or a comma list of hist,energy,avg,corr,cls-low,cls-low-normed,cls-high,fpd,kpd",
+        help="'all' or a comma list of hist,energy,avg,corr,cls-low,cls-low-normed,cls-high,fpd,kpd,w1",
     )
     p.add_argument("--runs", type=int, default=1, help="classifier runs per mode, mean and std reported (paper: 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the classifier splits and initialisations")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     p.add_argument("--max-showers", type=int, help="use at most N showers of each file (the first N rows)")
-    p.add_argument("--min-energy", type=float, default=1.0, help="voxel cut in MeV (Dataset 1: 1.0)")
+    p.add_argument(
+        "--min-energy", type=float, help="voxel cut in MeV (default: the dataset's threshold; Dataset 1: 1.0)"
+    )
+    p.add_argument(
+        "--cls-low-max-showers",
+        type=int,
+        help="showers per class for cls-low / cls-low-normed (the first N used rows; default: as many as "
+        "2.5 GiB of float32 inputs and tensors hold, about 4 100 for Dataset 3, every shower for Dataset 1)",
+    )
     _add_classifier_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(handler=_evaluate)
@@ -99,7 +107,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     config = EvaluationConfig(
         generated=args.generated,
         reference=args.reference,
-        particle=args.particle,
+        dataset=dataset_from_args(args).name,
         out=args.out,
         metrics=parse_metrics(args.metrics),
         runs=args.runs,
@@ -107,6 +115,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         device=args.device,
         max_showers=args.max_showers,
         min_energy_mev=args.min_energy,
+        cls_low_max_showers=args.cls_low_max_showers,
         classifier=_settings(args),
         fpd_min_samples=args.fpd_min_samples,
         fpd_max_samples=args.fpd_max_samples,

@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 from caloflow.data.features import EPSILON, HighLevelFeatures
 from caloflow.data.geometry import Geometry
+from caloflow.data.grid_geometry import GridGeometry
 
 __all__ = ["LOG_EPSILON", "high_level_inputs", "low_level_inputs", "low_normed_inputs"]
 
@@ -31,7 +32,9 @@ def low_level_inputs(incident_mev: Array, showers_cut: Array) -> Array:
     return np.hstack([np.log10(e), showers_cut / e])
 
 
-def low_normed_inputs(incident_mev: Array, showers_uncut: Array, e_layer_cut: Array, geometry: Geometry) -> Array:
+def low_normed_inputs(
+    incident_mev: Array, showers_uncut: Array, e_layer_cut: Array, geometry: Geometry | GridGeometry
+) -> Array:
     per_voxel_layer_energy = e_layer_cut[:, geometry.voxel_layer]
     return np.hstack(
         [

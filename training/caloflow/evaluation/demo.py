@@ -194,7 +194,7 @@ def _evaluate(
     evaluation = EvaluationConfig(
         generated=generated,
         reference=reference,
-        particle=particle,
+        dataset=particle,
         out=out,
         runs=config.runs,
         seed=config.seed,

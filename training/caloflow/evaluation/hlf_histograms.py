@@ -13,6 +13,13 @@ Binnings, as in ``plot_histograms`` / ``plot_cell_dist`` (both files are already
 challenge paper made them separately. We add them with our own binning (marked ``extra``):
 ``sparsity_<id>`` 20 bins over [0, 1], ``ec_r_<id>`` / ``width_r_<id>`` 50 bins from 0 to the reference
 maximum of that layer.
+
+Datasets 2 and 3 (:func:`grouped_hlf_histograms`): the 45 layers are shown in groups of 5 consecutive layers
+(``e_layer_0-4`` ... ``e_layer_40-44``), the group's layer energies summed and its centres, widths and
+sparsities averaged over its layers, with ``evaluate_plotting_helper.py``'s DS2/3 ranges: centres in x and y
+(our ``ec_eta`` / ``ec_phi``) 100 bins over [-30, 30] mm, their widths over [0, 30] mm, ``ec_r`` over
+[0, 42] mm, ``width_r`` over [0, 20] mm, sparsity 20 bins over [0, 1], layer energies 39 log bins from
+``min_energy`` to the reference maximum.
 """
 
 from __future__ import annotations
@@ -25,12 +32,74 @@ from numpy.typing import NDArray
 from caloflow.data.features import HighLevelFeatures
 from caloflow.evaluation.histograms import HistogramComparison, compare_histograms, linear_edges, log_edges
 
-__all__ = ["EXTRA_FAMILIES", "FAMILIES", "hlf_histograms", "voxel_histogram"]
+__all__ = [
+    "EXTRA_FAMILIES",
+    "FAMILIES",
+    "LAYER_GROUP",
+    "grouped_features",
+    "grouped_hlf_histograms",
+    "hlf_histograms",
+    "layer_groups",
+    "voxel_histogram",
+]
 
 Array = NDArray[np.float64]
 WIDE_LAYERS = (12, 13)  # the Tile layers whose centre and width ranges are five / four times wider
 FAMILIES = ("e_ratio", "e_layer", "ec_eta", "ec_phi", "width_eta", "width_phi", "voxel")
 EXTRA_FAMILIES = ("sparsity", "ec_r", "width_r")
+LAYER_GROUP = 5  # consecutive layers per panel for Datasets 2 and 3
+GROUPED_RANGES_MM = {
+    "ec_eta": (-30.0, 30.0, 100),
+    "ec_phi": (-30.0, 30.0, 100),
+    "width_eta": (0.0, 30.0, 100),
+    "width_phi": (0.0, 30.0, 100),
+    "sparsity": (0.0, 1.0, 20),
+    "ec_r": (0.0, 42.0, 100),
+    "width_r": (0.0, 20.0, 100),
+}
+
+
+def layer_groups(layer_ids: tuple[int, ...], size: int = LAYER_GROUP) -> list[tuple[int, ...]]:
+    """Consecutive groups of ``size`` layer ids (the last may be shorter)."""
+    return [layer_ids[i : i + size] for i in range(0, len(layer_ids), size)]
+
+
+def grouped_features(f: HighLevelFeatures, size: int = LAYER_GROUP) -> dict[str, Array]:
+    """``e_layer_<a>-<b>`` (summed) and every other per-layer family (averaged) per group of layers; ``e_ratio``."""
+    if f.e_ratio is None:
+        raise ValueError("features need incident energies (e_ratio)")
+    out: dict[str, Array] = {"e_ratio": f.e_ratio}
+    groups = layer_groups(f.layer_ids, size)
+    for family in ("e_layer", *GROUPED_RANGES_MM):
+        for group in groups:
+            values = np.stack([_layer_values(f, family, layer) for layer in group], axis=1)
+            out[f"{family}_{group[0]}-{group[-1]}"] = values.sum(axis=1) if family == "e_layer" else values.mean(axis=1)
+    return out
+
+
+def _layer_values(f: HighLevelFeatures, family: str, layer: int) -> Array:
+    array: Array = getattr(f, family)
+    column = f.alpha_column(layer) if family in ("ec_eta", "ec_phi", "width_eta", "width_phi") else f.column(layer)
+    return array[:, column]
+
+
+def grouped_hlf_histograms(
+    reference: HighLevelFeatures, generated: HighLevelFeatures, min_energy_mev: float, size: int = LAYER_GROUP
+) -> list[HistogramComparison]:
+    """The Datasets 2/3 histograms over groups of ``size`` layers (voxel spectrum excluded)."""
+    ref, gen = grouped_features(reference, size), grouped_features(generated, size)
+    out = []
+    for name, values in ref.items():
+        family = family_of(name)
+        if family == "e_ratio":
+            edges = linear_edges(0.5, 1.5, 100)
+        elif family == "e_layer":
+            edges = log_edges(min_energy_mev, float(values.max(initial=0.0)), 40)
+        else:
+            low, high, bins = GROUPED_RANGES_MM[family]
+            edges = linear_edges(low, high, bins)
+        out.append(compare_histograms(name, values, gen[name], edges))
+    return out
 
 
 def hlf_histograms(
@@ -79,9 +148,9 @@ def _position_edges(family: str, layer: int) -> Array:
     return linear_edges(0.0, 400.0, 100) if wide else linear_edges(0.0, 100.0, 100)
 
 
-def family_of(name: str) -> str:
-    """``e_layer_12`` -> ``e_layer``; ``e_ratio`` and ``voxel`` are their own family."""
-    for family in (*FAMILIES, *EXTRA_FAMILIES):
-        if name == family or name.startswith(family + "_"):
-            return family
-    raise ValueError(f"unknown histogram {name!r}")
+def family_of(name: str, families: tuple[str, ...] = (*FAMILIES, *EXTRA_FAMILIES)) -> str:
+    """``e_layer_12`` -> ``e_layer``; ``e_ratio`` and ``voxel`` are their own family (the longest match wins)."""
+    matches = [f for f in families if name == f or name.startswith(f + "_")]
+    if not matches:
+        raise ValueError(f"unknown histogram {name!r}")
+    return max(matches, key=len)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["STANDIN_NOTICE", "is_standin", "metrics_dict", "write_reports"]
 
-STANDIN_NOTICE = "stand-in data, not Geant4: these figures say nothing about the official Dataset 1"
+STANDIN_NOTICE = "stand-in data, not Geant4: these figures say nothing about the official datasets"
 
 
 def is_standin(attrs: dict[str, Any]) -> bool:
@@ -34,12 +34,13 @@ def metrics_dict(result: EvaluationResult) -> dict[str, Any]:
     c = result.config
     metrics: dict[str, Any] = {
         "caloflow_version": __version__,
-        "particle": c.particle,
+        "dataset": c.dataset,
+        "particle": c.spec.particle,
         "metrics": list(c.metrics),
         "seed": c.seed,
         "runs": c.runs,
         "device": result.device,
-        "min_energy_mev": c.min_energy_mev,
+        "min_energy_mev": c.cut_mev,
         "n_showers": len(result.reference),
         "files": {s.role: _file_entry(s) for s in (result.generated, result.reference)},
         "energy_multisets_equal": _same_multiset(result),
@@ -52,6 +53,8 @@ def metrics_dict(result: EvaluationResult) -> dict[str, Any]:
         metrics["energy_response"] = _energy_entry(result)
     if result.correlations is not None:
         metrics["layer_correlations"] = _correlation_entry(result)
+    if result.w1:
+        metrics["w1"] = _w1_entry(result)
     if result.classifiers:
         metrics["classifiers"] = {mode: _classifier_entry(r) for mode, r in result.classifiers.items()}
     for name, distance in (("fpd", result.fpd), ("kpd", result.kpd)):
@@ -101,9 +104,27 @@ def _energy_entry(result: EvaluationResult) -> dict[str, Any]:
                 "mean_ratio": b.mean_ratio,
                 "rms_ratio": b.rms_ratio,
                 "separation_power": b.histogram.separation_power,
+                "energy_low_mev": b.energy_low_mev,
+                "energy_high_mev": b.energy_high_mev,
+                "mu90_reference": b.mu90[0],
+                "mu90_generated": b.mu90[1],
+                "resolution_reference": b.resolution[0],
+                "resolution_generated": b.resolution[1],
             }
             for b in result.energy.bins
         ],
+    }
+
+
+def _w1_entry(result: EvaluationResult) -> dict[str, Any]:
+    normalised = [d.normalised for d in result.w1 if math.isfinite(d.normalised)]
+    return {
+        "on": "samples (scipy.stats.wasserstein_distance of the per-shower values, not of histogram heights)",
+        "mean_normalised": sum(normalised) / len(normalised) if normalised else None,
+        "max_normalised": max(normalised) if normalised else None,
+        "per_observable": {
+            d.name: {"value": d.value, "normalised": d.normalised, "reference_std": d.reference_std} for d in result.w1
+        },
     }
 
 
@@ -126,6 +147,7 @@ def _classifier_entry(r: Any) -> dict[str, Any]:
         "jsd_std": r.jsd_std,
         "n_inputs": r.n_inputs,
         "split_per_class": asdict(r.split),
+        "showers_per_class": r.split.train + r.split.test + r.split.validation,
         "settings": asdict(r.settings),
         "runs": [asdict(run) for run in r.runs],
     }
@@ -194,13 +216,29 @@ def _energy_html(m: dict[str, Any]) -> str:
             b["mean_ratio"],
             b["rms_ratio"],
             b["separation_power"],
+            b["mu90_reference"],
+            b["mu90_generated"],
+            b["resolution_reference"],
+            b["resolution_generated"],
         ]
         for b in e["per_energy"]
     ]
     header = ["E_inc [MeV]", "N ref", "N gen", "chi2/NDF", "mean ratio", "RMS ratio", "sep. power"]
+    header += ["mu90 ref", "mu90 gen", "sigma90/mu90 ref", "sigma90/mu90 gen"]
     return (
         f"<h2>E_tot / E_inc per incident energy: chi2/NDF {_fmt(e['chi2_per_ndf'])} (chi2 {_fmt(e['chi2'])}, "
         f"NDF {e['ndf']})</h2>" + _table(header, rows)
+    )
+
+
+def _w1_html(m: dict[str, Any]) -> str:
+    if "w1" not in m:
+        return ""
+    w = m["w1"]
+    rows = [[name, e["value"], e["normalised"]] for name, e in w["per_observable"].items()]
+    return (
+        f"<h2>1-Wasserstein distance per observable, on the samples: mean W1/std_ref {_fmt(w['mean_normalised'])}, "
+        f"max {_fmt(w['max_normalised'])}</h2>" + _table(["observable", "W1", "W1 / std(reference)"], rows)
     )
 
 
@@ -224,13 +262,13 @@ def render_html(m: dict[str, Any]) -> str:
         for name in m["plots"]
     )
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>caloflow evaluation: {html.escape(m["particle"])}</title>
+<html lang="en"><head><meta charset="utf-8"><title>caloflow evaluation: {html.escape(m["dataset"])}</title>
 <style>body{{font-family:sans-serif;margin:1.5em}} table{{border-collapse:collapse;margin-bottom:1em}}
 td,th{{border:1px solid #bbb;padding:2px 8px;text-align:right}} .notice{{background:#fee;padding:.5em;font-weight:bold}}
 img{{max-width:100%}}</style></head><body>
-<h1>CaloChallenge-style evaluation: {html.escape(m["particle"])}</h1>{notice}
+<h1>Evaluation: {html.escape(m["dataset"])}</h1>{notice}
 <p>generated: {_file_html(files["generated"])}; reference: {_file_html(files["reference"])};
 voxels below {m["min_energy_mev"]} MeV set to 0; seed {m["seed"]};
 {m["runs"]} classifier run(s); device {html.escape(m["device"])}; caloflow {html.escape(m["caloflow_version"])}.</p>
-{_headline(m)}{_energy_html(m)}{_separation_html(m)}<h2>Plots</h2>{images}</body></html>
+{_headline(m)}{_energy_html(m)}{_w1_html(m)}{_separation_html(m)}<h2>Plots</h2>{images}</body></html>
 """

@@ -1,8 +1,12 @@
-"""One evaluation, end to end: read both files, compute the chosen metric groups, write plots and reports.
+"""One evaluation, end to end, for any dataset of the registry: validate, stream, compute, plot, report.
 
-Order of work (each a step of the progress bar): read and validate, apply the 1 MeV cut, high-level
-features, then the metric groups of ``config.metrics``; ``metrics.json`` and ``index.html`` are written
-last, from what was computed. Heavy arrays live only inside this function.
+Order of work (each a step of the progress bar): validate both files (one chunked pass each), then stream
+the used rows once more (:mod:`caloflow.evaluation.stream`: the cut at the dataset threshold, the dataset's
+per-shower features, the voxel spectrum, average showers, the low-level classifier rows), then the metric
+groups of ``config.metrics``; ``metrics.json`` and ``index.html`` are written last, from what was computed.
+What differs between datasets is the feature provider (:mod:`caloflow.evaluation.providers`); the pipeline
+is one. The low-level classifiers see at most ``config.low_level_rows`` showers per class (the
+``--cls-low-max-showers`` option or a memory budget), which the report records.
 """
 
 from __future__ import annotations
@@ -19,39 +23,26 @@ import torch
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from caloflow.data.datasets import dataset
-from caloflow.data.features import HighLevelFeatures, compute_features
-from caloflow.data.geometry import Geometry
 from caloflow.evaluation import plots
 from caloflow.evaluation.classifier import RepeatedResult, run_repeated
-from caloflow.evaluation.classifier_features import high_level_inputs, low_level_inputs, low_normed_inputs
 from caloflow.evaluation.config import CLASSIFIER_MODES, EvaluationConfig
 from caloflow.evaluation.correlations import LayerCorrelations, layer_correlations
-from caloflow.evaluation.energy import EnergyResponse, energy_response
+from caloflow.evaluation.energy import EnergyResponse, energy_ranges, energy_response
 from caloflow.evaluation.errors import EvaluationError
 from caloflow.evaluation.fpd_kpd import Distance, fpd, kpd
-from caloflow.evaluation.histograms import HistogramComparison
-from caloflow.evaluation.hlf_histograms import family_of, hlf_histograms, voxel_histogram
+from caloflow.evaluation.histograms import HistogramComparison, compare_counts, log_edges
+from caloflow.evaluation.hlf_histograms import family_of
 from caloflow.evaluation.inputs import ShowerSample, load_pair
+from caloflow.evaluation.providers import FeatureProvider, provider_for
 from caloflow.evaluation.report import write_reports
+from caloflow.evaluation.stream import FileSummary, StreamPlan, summarise
+from caloflow.evaluation.w1 import W1Distance, w1_distances
 
 __all__ = ["EvaluationResult", "evaluate"]
 
 logger = logging.getLogger(__name__)
 Array = NDArray[np.float64]
-
-_AXIS_LABELS = {
-    "e_ratio": "E_tot / E_inc",
-    "e_layer": "layer energy [MeV]",
-    "ec_eta": "centre of energy in eta [mm]",
-    "ec_phi": "centre of energy in phi [mm]",
-    "width_eta": "width in eta [mm]",
-    "width_phi": "width in phi [mm]",
-    "voxel": "voxel energy [MeV]",
-    "sparsity": "sparsity (share of empty voxels)",
-    "ec_r": "centre of energy in r [mm]",
-    "width_r": "width in r [mm]",
-}
+W1_CELL_VALUES = 1_000_000  # non-zero cell energies per file kept for the W1 of the cell spectrum
 
 
 @dataclass
@@ -68,38 +59,65 @@ class EvaluationResult:
     classifiers: dict[str, RepeatedResult] = field(default_factory=dict)
     fpd: Distance | None = None
     kpd: Distance | None = None
+    w1: list[W1Distance] = field(default_factory=list)
     plots: list[Path] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per step
 
 
 @dataclass
 class _Prepared:
-    geometry: Geometry
-    gen_cut: Array
-    ref_cut: Array
-    gen_hlf: HighLevelFeatures
-    ref_hlf: HighLevelFeatures
+    provider: FeatureProvider[Any]
+    plan: StreamPlan
+    gen: FileSummary
+    ref: FileSummary
     high_inputs: tuple[Array, Array] | None = None
 
 
 def evaluate(config: EvaluationConfig) -> EvaluationResult:
     """Run the evaluation ``config`` describes and write ``metrics.json``, ``index.html`` and the PNGs."""
     device = _resolve_device(config.device)
-    geometry = dataset(config.particle).cylindrical_geometry
-    generated, reference = load_pair(config.generated, config.reference, geometry, max_showers=config.max_showers)
+    ds = config.spec
+    start = time.perf_counter()
+    generated, reference = load_pair(config.generated, config.reference, ds, max_showers=config.max_showers)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     result = EvaluationResult(config, generated, reference, str(device))
-    prepared = _prepare(geometry, generated, reference, config.min_energy_mev)
+    result.seconds["validate"] = time.perf_counter() - start
+    start = time.perf_counter()
+    prepared = _prepare(config, generated, reference)
+    result.seconds["stream"] = time.perf_counter() - start
     config.out.mkdir(parents=True, exist_ok=True)
     steps = _steps(config, result, prepared, device)
-    for name, step in tqdm(steps, desc=f"evaluate {config.particle}", unit="step", disable=not config.progress):
+    for name, step in tqdm(steps, desc=f"evaluate {config.dataset}", unit="step", disable=not config.progress):
         start = time.perf_counter()
         step()
         result.seconds[name] = time.perf_counter() - start
         logger.debug("evaluation step %s took %.1f s", name, result.seconds[name])
     write_reports(result)
     return result
+
+
+def _plan(config: EvaluationConfig, reference: ShowerSample) -> StreamPlan:
+    ds, n = config.spec, len(reference)
+    low_rows = config.low_level_rows(n, ds.n_voxels + 1)
+    return StreamPlan(
+        min_energy_mev=config.cut_mev,
+        voxel_edges=log_edges(config.cut_mev, reference.max_voxel_mev, 50),
+        groups=() if ds.energies.kind == "discrete" else tuple(energy_ranges(ds)),
+        n_low=low_rows if "cls-low" in config.metrics else 0,
+        n_low_normed=low_rows if "cls-low-normed" in config.metrics else 0,
+        n_cells=W1_CELL_VALUES if "w1" in config.metrics else 0,
+    )
+
+
+def _prepare(config: EvaluationConfig, gen: ShowerSample, ref: ShowerSample) -> _Prepared:
+    provider = provider_for(config.spec)
+    plan = _plan(config, ref)
+    summaries = []
+    for sample in (gen, ref):
+        with tqdm(desc=f"read {sample.role}", unit="chunk", disable=not config.progress, leave=False) as bar:
+            summaries.append(summarise(sample, provider, plan, on_chunk=lambda: bar.update(1)))
+    return _Prepared(provider, plan, summaries[0], summaries[1])
 
 
 def _resolve_device(spec: str) -> torch.device:
@@ -114,17 +132,6 @@ def _resolve_device(spec: str) -> torch.device:
     return device
 
 
-def _prepare(geometry: Geometry, gen: ShowerSample, ref: ShowerSample, min_energy: float) -> _Prepared:
-    gen_cut, ref_cut = gen.cut(min_energy), ref.cut(min_energy)
-    return _Prepared(
-        geometry,
-        gen_cut,
-        ref_cut,
-        compute_features(gen_cut, geometry, gen.incident_mev),
-        compute_features(ref_cut, geometry, ref.incident_mev),
-    )
-
-
 def _steps(
     config: EvaluationConfig, result: EvaluationResult, p: _Prepared, device: torch.device
 ) -> list[tuple[str, Callable[[], None]]]:
@@ -135,6 +142,7 @@ def _steps(
         "corr": lambda: _correlations(config, result, p),
         "fpd": lambda: _fpd(config, result, p),
         "kpd": lambda: _kpd(config, result, p),
+        "w1": lambda: _w1(result, p),
     }
     for mode in CLASSIFIER_MODES:
         table[mode] = _classifier_step(mode, config, result, p, device)
@@ -142,63 +150,77 @@ def _steps(
 
 
 def _title(config: EvaluationConfig) -> str:
-    return f"{config.particle}: {config.generated.name} vs reference {config.reference.name}"
+    return f"{config.dataset}: {config.generated.name} vs reference {config.reference.name}"
 
 
 def _histograms(config: EvaluationConfig, result: EvaluationResult, p: _Prepared) -> None:
-    comparisons = [*hlf_histograms(p.ref_hlf, p.gen_hlf, config.min_energy_mev)]
-    comparisons.append(voxel_histogram(p.ref_cut, p.gen_cut, config.min_energy_mev))
+    comparisons = p.provider.histograms(p.ref.features, p.gen.features, config.cut_mev)
+    comparisons.append(compare_counts("voxel", p.ref.voxel_counts, p.gen.voxel_counts, p.plan.voxel_edges))
     result.histograms = comparisons
-    for family in dict.fromkeys(family_of(c.name) for c in comparisons):
-        members = [c for c in comparisons if family_of(c.name) == family]
+    families = p.provider.families
+    for family in dict.fromkeys(family_of(c.name, families) for c in comparisons):
+        members = [c for c in comparisons if family_of(c.name, families) == family]
         path = config.out / f"hist_{family}.png"
         log_x = family in ("e_layer", "voxel")
-        labels = [_AXIS_LABELS[family]] * len(members)
+        labels = [p.provider.axis_label(family)] * len(members)
         result.plots.append(plots.plot_histograms(members, path, title=_title(config), labels=labels, log_x=log_x))
 
 
 def _energy(config: EvaluationConfig, result: EvaluationResult, p: _Prepared) -> None:
-    assert p.ref_hlf.e_ratio is not None and p.gen_hlf.e_ratio is not None
     result.energy = energy_response(
-        config.particle,
-        (result.reference.incident_mev, p.ref_hlf.e_ratio),
-        (result.generated.incident_mev, p.gen_hlf.e_ratio),
+        config.spec,
+        (result.reference.incident_mev, p.provider.e_ratio(p.ref.features)),
+        (result.generated.incident_mev, p.provider.e_ratio(p.gen.features)),
     )
     if result.energy.bins:
         path = config.out / "e_ratio_per_energy.png"
         result.plots.append(plots.plot_energy_response(result.energy, path, title=_title(config)))
+        if config.spec.energies.kind != "discrete":
+            path = config.out / "linearity_resolution.png"
+            result.plots.append(plots.plot_linearity(result.energy, path, title=_title(config)))
 
 
 def _average(config: EvaluationConfig, result: EvaluationResult, p: _Prepared) -> None:
-    path = config.out / "average_shower.png"
-    result.plots.append(
-        plots.plot_average_showers(
-            p.ref_cut.mean(axis=0), p.gen_cut.mean(axis=0), p.geometry, path, title=_title(config)
-        )
-    )
+    ref_means, gen_means = p.ref.mean_showers(), p.gen.mean_showers()
+    groups = p.plan.groups or ((0.0, 0.0),)
+    for i, group in enumerate(groups):
+        suffix = "" if not p.plan.groups else f"_{group[0]:g}-{group[1]:g}MeV"
+        title = _title(config) + ("" if not suffix else f", E_inc in [{group[0]:g}, {group[1]:g}] MeV")
+        path = config.out / f"average_shower{suffix}.png"
+        result.plots.append(plots.plot_average(ref_means[i], gen_means[i], p.provider.geometry, path, title=title))
 
 
 def _correlations(config: EvaluationConfig, result: EvaluationResult, p: _Prepared) -> None:
-    result.correlations = layer_correlations(p.ref_hlf.layer_ids, p.ref_hlf.e_layer, p.gen_hlf.e_layer)
+    layer_ids = p.provider.geometry.layer_ids
+    ref_e, gen_e = p.provider.layer_energies(p.ref.features), p.provider.layer_energies(p.gen.features)
+    result.correlations = layer_correlations(layer_ids, ref_e, gen_e)
     path = config.out / "layer_correlations.png"
     result.plots.append(plots.plot_layer_correlations(result.correlations, path, title=_title(config)))
 
 
+def _w1(result: EvaluationResult, p: _Prepared) -> None:
+    reference = p.provider.observables(p.ref.features)
+    generated = p.provider.observables(p.gen.features)
+    reference["cell_energy"], generated["cell_energy"] = p.ref.cells, p.gen.cells
+    result.w1 = w1_distances(reference, generated)
+
+
 def _high_inputs(p: _Prepared) -> tuple[Array, Array]:
     if p.high_inputs is None:
-        p.high_inputs = (high_level_inputs(p.gen_hlf), high_level_inputs(p.ref_hlf))
+        p.high_inputs = (p.provider.high_level_inputs(p.gen.features), p.provider.high_level_inputs(p.ref.features))
     return p.high_inputs
 
 
-def _classifier_inputs(mode: str, result: EvaluationResult, p: _Prepared) -> tuple[Array, Array]:
-    gen, ref = result.generated, result.reference
-    if mode == "cls-low":
-        return low_level_inputs(gen.incident_mev, p.gen_cut), low_level_inputs(ref.incident_mev, p.ref_cut)
-    if mode == "cls-low-normed":
-        return (
-            low_normed_inputs(gen.incident_mev, gen.showers, p.gen_hlf.e_layer, p.geometry),
-            low_normed_inputs(ref.incident_mev, ref.showers, p.ref_hlf.e_layer, p.geometry),
-        )
+def _classifier_inputs(mode: str, p: _Prepared) -> tuple[NDArray[Any], NDArray[Any]]:
+    """The inputs of ``mode``; the streamed low-level rows are handed over and dropped from the summaries."""
+    if mode in ("cls-low", "cls-low-normed"):
+        attr = "low" if mode == "cls-low" else "low_normed"
+        gen, ref = getattr(p.gen, attr), getattr(p.ref, attr)
+        setattr(p.gen, attr, None)
+        setattr(p.ref, attr, None)
+        if gen is None or ref is None:
+            raise EvaluationError(f"{mode}: no low-level inputs were kept")
+        return gen, ref
     return _high_inputs(p)
 
 
@@ -206,11 +228,11 @@ def _classifier_step(
     mode: str, config: EvaluationConfig, result: EvaluationResult, p: _Prepared, device: torch.device
 ) -> Callable[[], None]:
     def step() -> None:
-        gen_x, ref_x = _classifier_inputs(mode, result, p)
+        gen_x, ref_x = _classifier_inputs(mode, p)
         result.classifiers[mode] = run_repeated(
             gen_x,
             ref_x,
-            config.particle,
+            config.dataset,
             config.classifier,
             runs=config.runs,
             seed=config.seed,
@@ -242,4 +264,10 @@ def summary_row(result: EvaluationResult) -> dict[str, Any]:
         "chi2_per_ndf": result.energy.chi2_per_ndf if result.energy else None,
         "fpd_x1e3": result.fpd.value * 1e3 if result.fpd else None,
         "kpd_x1e3": result.kpd.value * 1e3 if result.kpd else None,
+        "w1_mean_normalised": _mean_w1(result.w1),
     }
+
+
+def _mean_w1(distances: list[W1Distance]) -> float | None:
+    values = [d.normalised for d in distances if np.isfinite(d.normalised)]
+    return float(np.mean(values)) if values else None
