@@ -1,14 +1,14 @@
 """``caloflow evaluate --dataset D`` for Datasets 2, 3 and the ILD ECAL, and the W1 metric.
 
-The inputs come from ``tests/synthetic_showers.py``: a SYNTHETIC generator of the right shapes with some
-structure (not a physics model, not the stand-in, not Geant4), because the DS2/DS3/ILD stand-in generators
-are written in parallel.
+The inputs are the datasets' stand-in files (not Geant4), written and checked through the CLI as a user would:
+``caloflow data standin --dataset D`` for two seeds, ``caloflow data check``, then ``caloflow evaluate``.
 
 * every new dataset runs through the real CLI and writes metrics.json, index.html and the PNGs;
-* two independent Dataset 2 files of one distribution (16 000 showers each: 3 200 per class validate, where
-  a calibrated classifier that sees nothing has an AUC spread of about 0.007) give cls-high AUC 0.5 +- 0.02;
-* the same generated file with layers 10-14 scaled by 1.3 is caught by the classifier, by the separation
-  power and by the W1 of that group's energy;
+* two independent Dataset 2 stand-in files (seeds 21 and 22, 16 000 showers each: 3 200 per class validate,
+  where a calibrated classifier that sees nothing has an AUC spread of about 0.007) give cls-high AUC
+  0.5 +- 0.02;
+* the seed-22 file with layers 10-14 scaled by 1.3 is caught by the classifier, by the separation power and by
+  the W1 of that group's energy;
 * W1 is taken on samples, not on histogram heights (the published bug): a shift by d gives d, and a
   shifted histogram, whose heights are the same multiset, is not scored 0.
 
@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy.stats import wasserstein_distance
-from synthetic_showers import write_synthetic_file
 
 from caloflow.cli import main
 from caloflow.data.datasets import dataset
+from caloflow.data.hdf5 import read_showers, write_showers
 from caloflow.evaluation.histograms import linear_edges
 from caloflow.evaluation.ild_observables import grid_observables
 from caloflow.evaluation.w1 import w1_distances, w1_from_histogram, w1_samples
@@ -42,6 +42,17 @@ QUICK = [
 ]  # fmt: skip
 BROKEN_LAYERS = (10, 11, 12, 13, 14)
 N_NULL = 16_000
+
+
+def _standin(name: str, path: Path, count: int, seed: int) -> Path:
+    """``count`` (about: the spectrum is drawn) stand-in showers of ``name``, written and checked through the CLI."""
+    scale = str(count / dataset(name).showers_per_file)
+    write = [CALOFLOW, "data", "standin", "--dataset", name, "--out", str(path), "--seed", str(seed), "--scale", scale]
+    for command in (write, [CALOFLOW, "data", "check", str(path), "--dataset", name]):
+        done = subprocess.run([*command, "--no-progress"], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+    assert f"is a valid {name} file" in done.stdout
+    return path
 
 
 def _evaluate(ds: str, generated: Path, reference: Path, out: Path, *extra: str) -> dict:
@@ -67,8 +78,8 @@ def _check_outputs(out: Path, metrics: dict) -> None:
 ])  # fmt: skip
 def test_calochallenge_datasets_2_and_3_through_the_cli(tmp_path, name, count, metrics):
     ds = dataset(name)
-    gen = write_synthetic_file(tmp_path / "gen.h5", ds, count, seed=1)
-    ref = write_synthetic_file(tmp_path / "ref.h5", ds, count, seed=2)
+    gen = _standin(name, tmp_path / "gen.h5", count, seed=1)
+    ref = _standin(name, tmp_path / "ref.h5", count, seed=2)
     m = _evaluate(name, gen, ref, tmp_path / "out", "--metrics", metrics)
     assert m["dataset"] == name and m["min_energy_mev"] == pytest.approx(ds.threshold_mev)
     assert m["classifiers"]["cls-high"]["n_inputs"] == 362
@@ -88,8 +99,8 @@ def test_calochallenge_datasets_2_and_3_through_the_cli(tmp_path, name, count, m
 
 def test_ild_through_the_cli(tmp_path):
     ds = dataset("ild-photon")
-    gen = write_synthetic_file(tmp_path / "gen.h5", ds, 300, seed=1)
-    ref = write_synthetic_file(tmp_path / "ref.h5", ds, 300, seed=2)
+    gen = _standin("ild-photon", tmp_path / "gen.h5", 300, seed=1)
+    ref = _standin("ild-photon", tmp_path / "ref.h5", 300, seed=2)
     m = _evaluate("ild-photon", gen, ref, tmp_path / "out", "--metrics", "all")
     assert m["min_energy_mev"] == pytest.approx(ds.threshold_mev)
     observables = {"e_vis", "n_hits", "cog_x", "cog_y", "cog_z", "e_layer_0", "e_radial_0", "cell_energy"}
@@ -105,11 +116,13 @@ def test_ild_through_the_cli(tmp_path):
 @pytest.fixture(scope="module")
 def ds2_files(tmp_path_factory):
     root, ds = tmp_path_factory.mktemp("ds2"), dataset("ds2-electron")
-    reference = write_synthetic_file(root / "reference.h5", ds, N_NULL, seed=21, dtype=np.float32)
-    generated = write_synthetic_file(root / "generated.h5", ds, N_NULL, seed=22, dtype=np.float32)
-    broken = write_synthetic_file(
-        root / "broken.h5", ds, N_NULL, seed=22, broken_layers=BROKEN_LAYERS, dtype=np.float32
-    )
+    reference = _standin(ds.name, root / "reference.h5", N_NULL, seed=21)
+    generated = _standin(ds.name, root / "generated.h5", N_NULL, seed=22)
+    energies, showers = read_showers(generated, ds.geometry)
+    broken_voxels = np.isin(ds.geometry.voxel_layer, BROKEN_LAYERS)
+    showers[:, broken_voxels] *= showers.dtype.type(1.3)
+    broken = root / "broken.h5"
+    write_showers(broken, energies, showers, attrs={"description": "stand-in, not Geant4, layers 10-14 x 1.3"})
     return reference, generated, broken
 
 
