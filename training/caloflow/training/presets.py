@@ -89,7 +89,7 @@ class Preset:
         return asdict(self)
 
 
-def _paper(particle: str) -> Preset:
+def _paper(particle: str, n_voxels: int) -> Preset:
     if particle == "photon":
         teacher = TeacherConfig(
             hidden=378,
@@ -97,8 +97,10 @@ def _paper(particle: str) -> Preset:
         )
         student = StudentConfig(hidden=736, schedule=Schedule(batch_size=175, epochs=100))
     else:
-        teacher = TeacherConfig(hidden=533, schedule=Schedule(batch_size=500, epochs=100, pct_start=0.45))
-        student = StudentConfig(hidden=532, schedule=Schedule(batch_size=175, epochs=150, div_factor=50.0))
+        # the published pion teacher is as wide as its input: H = D
+        teacher = TeacherConfig(hidden=n_voxels, schedule=Schedule(batch_size=500, epochs=100, pct_start=0.45))
+        # H = D - 1 instead of the published 500 (< D - 1): every voxel sees every earlier one (module docstring)
+        student = StudentConfig(hidden=n_voxels - 1, schedule=Schedule(batch_size=175, epochs=150, div_factor=50.0))
     return Preset("paper", particle, Flow1Config(), teacher, student)
 
 
@@ -135,7 +137,7 @@ def _tiny(particle: str, n_voxels: int) -> Preset:
 def get_preset(name: str, particle: str, n_voxels: int) -> Preset:
     """The preset ``name`` for ``particle`` whose flow-II has ``n_voxels`` dimensions."""
     if name == "paper":
-        return _paper(particle)
+        return _paper(particle, n_voxels)
     if name == "small":
         return _small(particle, n_voxels)
     if name == "tiny":
