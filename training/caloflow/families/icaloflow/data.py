@@ -48,18 +48,24 @@ class LayerSplit:
         u = torch.rand(shape, generator=generator, device=self.layers.device, dtype=self.layers.dtype)
         return u * cond.noise_mev
 
-    def flow1_batch(self, index: Tensor, cond: Conditioning, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    def flow1_batch(
+        self, index: Tensor, cond: Conditioning, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor]:
         energies = self.layers[index].sum(dim=-1)
         energies = energies + self._noise(tuple(energies.shape), cond, generator)
         return cond.energy_logit(energies), cond.incident_code(self.incident[index])
 
-    def flow2_batch(self, index: Tensor, cond: Conditioning, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    def flow2_batch(
+        self, index: Tensor, cond: Conditioning, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor]:
         layer = self.layers[index, 0]
         noisy = layer + self._noise(tuple(layer.shape), cond, generator)
         energy = layer.sum(dim=-1) + self._noise((len(index),), cond, generator)
         return cond.fraction_logit(noisy), cond.flow2_context(self.incident[index], energy)
 
-    def flow3_batch(self, pairs: Tensor, cond: Conditioning, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    def flow3_batch(
+        self, pairs: Tensor, cond: Conditioning, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor]:
         steps = int(self.layers.shape[1]) - 1
         event, n = pairs // steps, pairs % steps + 1
         target, previous = self.layers[event, n], self.layers[event, n - 1]

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from caloflow.flows import Flow, IncompleteDegreesWarning, SplineConfig, build_student, build_teacher
 from caloflow.families.icaloflow.context import Conditioning
 from caloflow.families.icaloflow.presets import FlowSpec, ICaloFlowPreset, StudentSpec
+from caloflow.flows import Flow, IncompleteDegreesWarning, SplineConfig, build_student, build_teacher
 
 __all__ = ["FLOW_NAMES", "ICaloFlowModels", "build_models", "count_parameters", "parameter_counts"]
 
@@ -73,9 +73,7 @@ def _student(
         )
 
 
-def build_models(
-    preset: ICaloFlowPreset, cond: Conditioning, seed: int, device: DeviceLike = "cpu"
-) -> ICaloFlowModels:
+def build_models(preset: ICaloFlowPreset, cond: Conditioning, seed: int, device: DeviceLike = "cpu") -> ICaloFlowModels:
     """Fresh (seeded) flows of ``preset``; pass ``device="meta"`` to count paper-size models without memory."""
     s = SEED_OFFSETS
     flow1 = _teacher(preset, preset.flow1, cond.n_layers, 1, seed + s["flow1"], device)

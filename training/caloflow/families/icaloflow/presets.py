@@ -153,7 +153,9 @@ def preset_from_dict(data: dict[str, Any]) -> ICaloFlowPreset:
     def student(d: dict[str, Any]) -> StudentSpec:
         return StudentSpec(**{**d, "schedule": Schedule(**d["schedule"])})
 
-    flows = {k: flow(data[k]) for k in ("flow1", "flow2", "flow3")}
-    students = {k: student(data[k]) for k in ("student2", "student3")}
-    rest = {k: v for k, v in data.items() if k not in flows and k not in students}
-    return ICaloFlowPreset(**rest, **flows, **students)
+    values: dict[str, Any] = dict(data)
+    for key in ("flow1", "flow2", "flow3"):
+        values[key] = flow(data[key])
+    for key in ("student2", "student3"):
+        values[key] = student(data[key])
+    return ICaloFlowPreset(**values)

@@ -224,7 +224,9 @@ def train_student(ctx: TrainContext, name: str, student: Flow, teacher: Flow) ->
         n = len(held_out.noise)
         total = 0.0
         for start in range(0, n, EVAL_BATCH):
-            part = dist.LatentBatch(held_out.noise[start : start + EVAL_BATCH], held_out.labels[start : start + EVAL_BATCH])
+            part = dist.LatentBatch(
+                held_out.noise[start : start + EVAL_BATCH], held_out.labels[start : start + EVAL_BATCH]
+            )
             total += float(dist.kl_proxy(student, teacher, part)) * len(part.noise)
         return {"kl": total / max(n, 1)}
 
@@ -263,7 +265,9 @@ def train_run(ctx: TrainContext, stages: tuple[str, ...] = STAGES) -> dict[str, 
 
 def write_run_summary(ctx: TrainContext) -> dict[str, Any]:
     stages = {
-        name: json.loads(path.read_text()) for name in STAGES if (path := ctx.directory / name / "summary.json").exists()
+        name: json.loads(path.read_text())
+        for name in STAGES
+        if (path := ctx.directory / name / "summary.json").exists()
     }
     summary = {
         "family": "icaloflow",
