@@ -83,7 +83,7 @@ def parity_inputs(noise_dim: int, batch: int, seed: int = 0) -> tuple[NDArray[np
 
 
 def exact_showers(
-    reference: CaloFlowSampler, energies: NDArray[np.float32], noise: NDArray[np.float32]
+    reference: torch.nn.Module, energies: NDArray[np.float32], noise: NDArray[np.float32]
 ) -> NDArray[np.float32]:
     """``reference`` evaluated in float64 on the float32 inputs (``reference`` is not changed)."""
     exact = copy.deepcopy(reference).double()
