@@ -22,14 +22,19 @@ from caloflow.families.icaloflow.data import load_layer_data
 from caloflow.families.icaloflow.export import publish_run
 from caloflow.families.icaloflow.presets import get_preset
 from caloflow.families.icaloflow.training import TrainContext, make_conditioning, train_run
-from caloflow_repo import ModelRepository
+from caloflow_repo import Manifest, ModelRepository
 
 SEED = 20260
 ENERGIES = np.geomspace(1.5e3, 8e5, 6).astype(np.float32)
 MODELS = {"ds2-electron": "icf_ds2", "ds3-electron": "icf_ds3"}
 
 
-def _train_and_publish(name: str, root: Path, repo: Path) -> dict[str, object]:
+Published = dict[str, tuple[Manifest, dict[str, dict[int, dict[str, float | int]]]]]
+
+
+def _train_and_publish(
+    name: str, root: Path, repo: Path
+) -> tuple[Manifest, dict[str, dict[int, dict[str, float | int]]]]:
     ds = dataset(name)
     path = write_standin_file(name, root / f"{name}.h5", seed=7, scale=0.002, progress=False)
     preset = get_preset("tiny", ds)
@@ -39,33 +44,35 @@ def _train_and_publish(name: str, root: Path, repo: Path) -> dict[str, object]:
     )
     train_run(ctx)
     _, manifest, parity = publish_run(ctx.directory, repo, MODELS[name], formats=("torchscript",), parity_batches=(2,))
-    return {"manifest": manifest, "parity": parity}
+    return manifest, parity
 
 
 @pytest.fixture(scope="module")
-def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, object]]:
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("icf_serve")
+
+
+@pytest.fixture(scope="module")
+def published(root: Path) -> Published:
     torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("icf_serve")
-    return {name: _train_and_publish(name, root, root / "repo") for name in MODELS} | {"root": {"path": root}}
+    return {name: _train_and_publish(name, root, root / "repo") for name in MODELS}
 
 
 @pytest.fixture(scope="module")
-def server(published: dict[str, dict[str, object]]) -> Iterator[ServerProcess]:
-    root = Path(str(published["root"]["path"]))
+def server(root: Path, published: Published) -> Iterator[ServerProcess]:
     env = {"CALOFLOW_MODELS": ",".join(MODELS.values())}
     with server_process(root / "repo", root / "server.log", env) as running:
         yield running.wait_ready()
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-def test_export_holds_parity_and_the_manifest_comes_from_the_registry(
-    published: dict[str, dict[str, object]], name: str
-) -> None:
-    ds, manifest, parity = dataset(name), published[name]["manifest"], published[name]["parity"]
-    assert getattr(manifest, "dataset") == name and getattr(manifest, "shower_shape") == ds.shower_shape
-    assert getattr(manifest, "energy_range_mev") == (ds.energies.min_mev, ds.energies.max_mev)
-    assert getattr(manifest, "standin") and "not Geant4" in getattr(manifest, "description")
-    assert parity["torchscript"][2]["violations"] == 0  # type: ignore[index]
+def test_export_holds_parity_and_the_manifest_comes_from_the_registry(published: Published, name: str) -> None:
+    ds, (manifest, parity) = dataset(name), published[name]
+    assert manifest.dataset == name and manifest.shower_shape == ds.shower_shape
+    assert manifest.energy_range_mev == (ds.energies.min_mev, ds.energies.max_mev)
+    assert manifest.standin and "not Geant4" in manifest.description
+    assert manifest.noise_dim == ds.n_layers + (ds.n_voxels // ds.n_layers) * (1 + 2 * (ds.n_layers - 1))
+    assert parity["torchscript"][2]["violations"] == 0 and parity["torchscript"][2]["max_shower_l1"] < 1e-3
 
 
 def _http(server: ServerProcess, body: dict[str, object]) -> httpx.Response:
@@ -129,6 +136,6 @@ def test_bad_requests_name_the_field(
     assert document["field"] == field and all(w in document["error"] for w in words), document
 
 
-def test_repository_lists_both_models_with_their_datasets(published: dict[str, dict[str, object]]) -> None:
-    repo = ModelRepository(Path(str(published["root"]["path"])) / "repo")
+def test_repository_lists_both_models_with_their_datasets(root: Path, published: Published) -> None:
+    repo = ModelRepository(root / "repo")
     assert {repo.manifest(model).dataset for model in MODELS.values()} == set(MODELS)

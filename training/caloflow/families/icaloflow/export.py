@@ -213,7 +213,7 @@ def build_manifest(
     ds, data = run.ds, run.record["data"]
     standin = bool(data.get("standin"))
     source = "stand-in showers (stand-in, not Geant4)" if standin else "the file recorded in training.data_sha256"
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in ds.manifest_fields().items()}
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in ds.manifest_fields().items()}
     return Manifest(
         model=model,
         version=1,  # replaced by add_version
