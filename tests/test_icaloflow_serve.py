@@ -1,6 +1,6 @@
 """iCaloFlow end to end on tiny models: stand-in file -> train (all five stages) -> export (TorchScript, float64
 parity) -> a real server process, for Dataset 2 and Dataset 3; a seeded DS2 request gives the same bits over
-native HTTP, native gRPC and OIP REST, and bad requests name their field."""
+native HTTP, native gRPC and the Python client over both, and bad requests name their field."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import httpx
 import numpy as np
 import pytest
 import torch
-import tritonclient.http as triton_http
 from server_process import ServerProcess, server_process
 
 from caloflow.data.datasets import dataset
@@ -22,6 +21,7 @@ from caloflow.families.icaloflow.data import load_layer_data
 from caloflow.families.icaloflow.export import publish_run
 from caloflow.families.icaloflow.presets import get_preset
 from caloflow.families.icaloflow.training import TrainContext, make_conditioning, train_run
+from caloflow_client import GrpcClient, HttpClient
 from caloflow_repo import Manifest, ModelRepository
 
 SEED = 20260
@@ -90,16 +90,13 @@ def _grpc(server: ServerProcess) -> np.ndarray:
     return np.frombuffer(b"".join(c.data for c in chunks[1:-1]), dtype="<f4").reshape(len(ENERGIES), -1)
 
 
-def _oip_http(server: ServerProcess) -> np.ndarray:
-    client = triton_http.InferenceServerClient(url=server.url.removeprefix("http://"), network_timeout=120)
-    energy = triton_http.InferInput("INCIDENT_ENERGY", [len(ENERGIES), 1], "FP32")
-    energy.set_data_from_numpy(ENERGIES.reshape(-1, 1), binary_data=True)
-    seed = triton_http.InferInput("SEED", [1], "UINT64")
-    seed.set_data_from_numpy(np.array([SEED], dtype=np.uint64), binary_data=True)
-    try:
-        return np.asarray(client.infer("icf_ds2", [energy, seed]).as_numpy("SHOWERS"))
-    finally:
-        client.close()
+def _clients(server: ServerProcess) -> list[np.ndarray]:
+    """The same request through the project's Python client over HTTP and over gRPC."""
+    results = []
+    for client in (HttpClient(server.url), GrpcClient(server.grpc_target)):
+        with client:
+            results.append(client.generate(dataset="ds2-electron", energies_mev=ENERGIES, seed=SEED).showers)
+    return results
 
 
 def test_seeded_ds2_request_is_bit_identical_across_protocols(server: ServerProcess) -> None:
@@ -108,7 +105,8 @@ def test_seeded_ds2_request_is_bit_identical_across_protocols(server: ServerProc
     showers = np.load(io.BytesIO(answer.content))
     assert showers.shape == (len(ENERGIES), dataset("ds2-electron").n_voxels) and np.isfinite(showers).all()
     np.testing.assert_array_equal(_grpc(server), showers)
-    np.testing.assert_array_equal(_oip_http(server).reshape(showers.shape), showers)
+    for through_client in _clients(server):
+        np.testing.assert_array_equal(through_client.reshape(showers.shape), showers)
     other = _http(server, {"model": "icf_ds2", "energies_mev": ENERGIES[:2].tolist(), "seed": SEED + 1})
     assert not np.array_equal(np.load(io.BytesIO(other.content)), showers[:2])
 

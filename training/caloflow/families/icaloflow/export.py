@@ -30,12 +30,11 @@ from caloflow import __version__
 from caloflow.data.datasets import Dataset, dataset
 from caloflow.errors import CaloflowError
 from caloflow.export._root import ExportRoot
-from caloflow.export.errors import ExportError, ParityError
+from caloflow.export.errors import ExportError
 from caloflow.export.formats import FILENAMES, ExportedArtifact
 from caloflow.export.onnx_format import convert_program, save_onnx
 from caloflow.export.packing import fold_flow_weights, replace_made_layers
-from caloflow.export.parity import compare, exact_showers
-from caloflow.export.runners import load_runner
+from caloflow.export.parity import check_parity as shared_check_parity
 from caloflow.export.torch_export_format import export_root
 from caloflow.export.torchscript_format import torchscript_version
 from caloflow.families.icaloflow.context import Conditioning
@@ -43,7 +42,8 @@ from caloflow.families.icaloflow.models import ICaloFlowModels
 from caloflow.families.icaloflow.presets import ICaloFlowPreset, preset_from_dict
 from caloflow.families.icaloflow.sampler import ICaloFlowSampler
 from caloflow.families.icaloflow.training import trained_models
-from caloflow_repo import ArtifactInfo, Manifest, ModelRepository, standard_inputs, standard_outputs, utc_now_iso
+from caloflow.publish import dataset_fields, pending_artifacts
+from caloflow_repo import Manifest, ModelRepository, standard_inputs, standard_outputs, utc_now_iso
 
 logger = logging.getLogger(__name__)
 
@@ -155,25 +155,10 @@ def check_parity(
     ds: Dataset,
     batch_sizes: Sequence[int] = (1, 100),
 ) -> dict[str, dict[int, dict[str, float | int]]]:
-    """Every artifact against ``eager`` evaluated in float64 (the DS1 criterion, :mod:`caloflow.export.parity`)."""
+    """Every artifact against ``eager`` evaluated in float64: the shared check and criterion
+    (:func:`caloflow.export.parity.check_parity`) on energies log-uniform over the dataset's range."""
     inputs = {b: parity_inputs(ds, eager.noise_dim, b, seed=b) for b in batch_sizes}
-    expected = {b: exact_showers(eager, *inputs[b]) for b in batch_sizes}
-    report: dict[str, dict[int, dict[str, float | int]]] = {}
-    failures = []
-    for artifact in artifacts:
-        run = load_runner(Path(out_dir) / artifact.filename, artifact.format, None)
-        report[artifact.format] = {}
-        for b, (energies, noise) in inputs.items():
-            showers = run(energies, noise)
-            if showers.shape != expected[b].shape or not np.isfinite(showers).all():
-                raise ParityError(f"{artifact.format} batch {b}: shape {showers.shape} or non-finite showers")
-            result = compare(showers, expected[b], eager.cut_mev)
-            report[artifact.format][b] = result
-            if result["violations"]:
-                failures.append(f"{artifact.format} batch {b}: {result}")
-    if failures:
-        raise ParityError(f"exported iCaloFlow showers differ from the float64 reference: {failures}")
-    return report
+    return shared_check_parity(out_dir, artifacts, eager, inputs=inputs)
 
 
 def publish_run(
@@ -213,7 +198,6 @@ def build_manifest(
     ds, data = run.ds, run.record["data"]
     standin = bool(data.get("standin"))
     source = "stand-in showers (stand-in, not Geant4)" if standin else "the file recorded in training.data_sha256"
-    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in ds.manifest_fields().items()}
     return Manifest(
         model=model,
         version=1,  # replaced by add_version
@@ -230,10 +214,7 @@ def build_manifest(
         outputs=standard_outputs(ds.n_voxels),
         preprocessing={"family": "icaloflow", **run.cond.to_dict(), "renormalise": run.preset.renormalise},
         training=_training_figures(run),
-        artifacts=tuple(
-            ArtifactInfo(filename=a.filename, format=a.format, sha256="", size_bytes=0, format_version=a.format_version)
-            for a in artifacts
-        ),
+        artifacts=pending_artifacts(artifacts),
         created_utc=utc_now_iso(),
         producer=f"caloflow {__version__}",
         extra={
@@ -242,7 +223,7 @@ def build_manifest(
             "parity": parity,
             "preset": run.preset.to_dict(),
         },
-        **fields,
+        **dataset_fields(ds.manifest_fields()),
     )
 
 

@@ -18,11 +18,10 @@ Deviations from the reference, with their reasons (note 4.1):
 
 from __future__ import annotations
 
-import json
 import logging
 import platform
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,28 +34,30 @@ from caloflow.data.datasets import Dataset
 from caloflow.errors import CaloflowError
 from caloflow.families.icaloflow.context import Conditioning, fit_energy_scale
 from caloflow.families.icaloflow.data import LayerData, LayerSplit
-from caloflow.families.icaloflow.models import FLOW_NAMES, ICaloFlowModels, build_models, count_parameters
+from caloflow.families.icaloflow.models import FLOW_NAMES, ICaloFlowModels, build_models
 from caloflow.families.icaloflow.presets import ICaloFlowPreset
 from caloflow.flows import Flow
 from caloflow.training import distillation as dist
-from caloflow.training.data import batches_per_epoch, iterate_batches
 from caloflow.training.objectives import mean_nll
-from caloflow.training.presets import Schedule
-from caloflow.training.stage import Stage, StageResult, load_weights, write_json_atomic
+from caloflow.training.stage import (
+    RunSettings,
+    StageResult,
+    data_record,
+    load_weights,
+    run_stage,
+    write_or_check_record,
+)
+from caloflow.training.stage import write_run_summary as write_summary
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["STAGES", "RunConfigError", "TrainContext", "make_conditioning", "train_run"]
+__all__ = ["STAGES", "TrainContext", "make_conditioning", "train_run"]
 
 STAGES = FLOW_NAMES
 EVAL_SEED = 12345
 EVAL_BATCH = 2000
 STAGE_SEED_OFFSETS = {name: i + 1 for i, name in enumerate(STAGES)}
 Batch = Callable[[Tensor, Conditioning, torch.Generator | None], tuple[Tensor, Tensor]]
-
-
-class RunConfigError(CaloflowError):
-    """A run directory's ``run.json`` does not match the requested training."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,9 @@ class TrainContext:
     device: torch.device
     progress: bool = True
     resume: bool = False
+
+    def settings(self) -> RunSettings:
+        return RunSettings(self.directory, self.seed, STAGE_SEED_OFFSETS, self.device, self.progress, self.resume)
 
 
 def make_conditioning(ds: Dataset, preset: ICaloFlowPreset, data: LayerData) -> Conditioning:
@@ -90,34 +94,17 @@ def run_record(ctx: TrainContext) -> dict[str, Any]:
         "preset": ctx.preset.to_dict(),
         "conditioning": ctx.cond.to_dict(),
         "seed": ctx.seed,
-        "data": {
-            "path": ctx.data.path,
-            "sha256": ctx.data.sha256,
-            "n_in_file": ctx.data.n_in_file,
-            "n_train": len(ctx.data.train),
-            "n_validation": len(ctx.data.validation),
-            "energy_range_mev": [round(float(incident.min()), 3), round(float(incident.max()), 3)],
-            "standin": ctx.data.is_standin,
-            "attrs": {k: str(v) for k, v in ctx.data.attrs.items()},
-        },
+        "data": data_record(
+            ctx.data, len(ctx.data.train), len(ctx.data.validation), (float(incident.min()), float(incident.max()))
+        ),
         "environment": {"torch": torch.__version__, "python": platform.python_version(), "device": str(ctx.device)},
     }
 
 
 def write_or_check_run_record(ctx: TrainContext) -> None:
     """Create ``run.json`` or check that the existing one describes the same training on the same data."""
-    path = ctx.directory / "run.json"
-    record = run_record(ctx)
-    if path.exists():
-        existing = json.loads(path.read_text())
-        for key in ("family", "dataset", "preset", "seed", "conditioning"):
-            if existing.get(key) != json.loads(json.dumps(record[key])):
-                raise RunConfigError(f"{path}: existing run has a different {key}; use a new --out directory")
-        if existing["data"]["sha256"] != record["data"]["sha256"]:
-            raise RunConfigError(f"{path}: existing run was trained on other data (sha256 differs)")
-        return
-    ctx.directory.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(record, path)
+    keys = ("family", "dataset", "preset", "seed", "conditioning")
+    write_or_check_record(ctx.directory / "run.json", run_record(ctx), keys)
 
 
 def _size(split: LayerSplit, name: str) -> int:
@@ -150,39 +137,6 @@ def validation_nll(ctx: TrainContext, name: str, flow: Flow, index: Tensor) -> f
     return total / max(len(index), 1)
 
 
-def _run_stage(
-    ctx: TrainContext,
-    name: str,
-    model: Flow,
-    schedule: Schedule,
-    step: Callable[[Tensor, torch.Generator], Tensor],
-    evaluate: Callable[[], dict[str, float]],
-    select_key: str,
-) -> StageResult:
-    n = _size(ctx.data.train, name)
-
-    def batches(generator: torch.Generator) -> Iterable[Tensor]:
-        return iterate_batches(n, schedule.batch_size, generator, max_batches=schedule.max_train_batches)
-
-    stage = Stage(
-        name=name,
-        model=model,
-        schedule=schedule,
-        directory=ctx.directory / name,
-        step=step,
-        evaluate=evaluate,
-        batches=batches,
-        steps_per_epoch=batches_per_epoch(n, schedule.batch_size, schedule.max_train_batches),
-        select_key=select_key,
-        seed=ctx.seed + STAGE_SEED_OFFSETS[name],
-        progress=ctx.progress,
-        resume=ctx.resume,
-        device=ctx.device,
-        extra={"parameters": count_parameters(model)},
-    )
-    return stage.run()
-
-
 def train_teacher(ctx: TrainContext, name: str, flow: Flow) -> StageResult:
     """flow1, flow2 or flow3: maximum likelihood, selected by the fixed validation NLL."""
     schedule = getattr(ctx.preset, name).schedule
@@ -195,7 +149,8 @@ def train_teacher(ctx: TrainContext, name: str, flow: Flow) -> StageResult:
     def evaluate() -> dict[str, float]:
         return {"val_nll": validation_nll(ctx, name, flow, index)}
 
-    return _run_stage(ctx, name, flow, schedule, step, evaluate, "val_nll")
+    n = _size(ctx.data.train, name)
+    return run_stage(ctx.settings(), name, flow, schedule, step, evaluate, n_samples=n, select_key="val_nll")
 
 
 def _held_out(ctx: TrainContext, name: str, features: int, size: int) -> dist.LatentBatch:
@@ -230,7 +185,8 @@ def train_student(ctx: TrainContext, name: str, student: Flow, teacher: Flow) ->
             total += float(dist.kl_proxy(student, teacher, part)) * len(part.noise)
         return {"kl": total / max(n, 1)}
 
-    return _run_stage(ctx, name, student, spec.schedule, step, evaluate, "kl")
+    n = _size(ctx.data.train, name)
+    return run_stage(ctx.settings(), name, student, spec.schedule, step, evaluate, n_samples=n, select_key="kl")
 
 
 def load_stage(directory: Path, name: str, flow: Flow) -> Flow:
@@ -264,22 +220,10 @@ def train_run(ctx: TrainContext, stages: tuple[str, ...] = STAGES) -> dict[str, 
 
 
 def write_run_summary(ctx: TrainContext) -> dict[str, Any]:
-    stages = {
-        name: json.loads(path.read_text())
-        for name in STAGES
-        if (path := ctx.directory / name / "summary.json").exists()
-    }
-    summary = {
-        "family": "icaloflow",
-        "dataset": ctx.ds.name,
-        "preset": ctx.preset.name,
-        "data_sha256": ctx.data.sha256,
-        "standin": ctx.data.is_standin,
-        "wall_seconds": round(sum(s.get("wall_seconds", 0.0) for s in stages.values()), 2),
-        "stages": stages,
-    }
-    write_json_atomic(summary, ctx.directory / "summary.json")
-    return summary
+    header = {"family": "icaloflow", "dataset": ctx.ds.name, "preset": ctx.preset.name}
+    return write_summary(
+        ctx.directory, STAGES, {**header, "data_sha256": ctx.data.sha256, "standin": ctx.data.is_standin}
+    )
 
 
 def trained_models(directory: Path, preset: ICaloFlowPreset, cond: Conditioning, seed: int) -> ICaloFlowModels:
