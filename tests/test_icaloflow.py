@@ -235,3 +235,21 @@ def test_all_stages_train_and_students_load_and_generate(ds2_file: Path, tmp_pat
     (ctx.directory / "flow3" / "best.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CaloflowError, match=r"flow3/best.pt: cannot load the flow3 checkpoint"):
         trained_models(ctx.directory, ctx.preset, ctx.cond, ctx.seed)
+
+
+@pytest.mark.parametrize("chain", ["student", "teacher"])
+def test_fast_form_matches_the_float64_sampler(chain: str) -> None:
+    from caloflow.export.parity import compare, exact_showers
+    from caloflow.families.icaloflow.fast import fast_icaloflow_sampler
+
+    models = build_models(get_preset("tiny", DS2, full_degrees=True), SMALL, seed=4)
+    flow2, flow3 = (models.student2, models.student3) if chain == "student" else (models.flow2, models.flow3)
+    eager = ICaloFlowSampler(models.flow1, flow2, flow3, SMALL, 1.0, False).eval()
+    generator = torch.Generator().manual_seed(5)
+    energies = torch.exp(torch.empty(64, 1).uniform_(7.0, 13.8, generator=generator))
+    noise = torch.randn(64, noise_dim(SMALL), generator=generator)
+    exact = exact_showers(eager, energies.numpy(), noise.numpy())
+    with torch.no_grad():
+        fast = fast_icaloflow_sampler(eager)(energies, noise).numpy()
+    assert exact.any() and compare(fast, exact, eager.threshold_mev)["violations"] == 0
+    assert compare(fast * 1.05, exact, eager.threshold_mev)["violations"] > 0  # the criterion can fail

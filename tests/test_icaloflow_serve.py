@@ -60,7 +60,7 @@ def published(root: Path) -> Published:
 
 @pytest.fixture(scope="module")
 def server(root: Path, published: Published) -> Iterator[ServerProcess]:
-    env = {"CALOFLOW_MODELS": ",".join(MODELS.values())}
+    env = {"CALOFLOW_MODELS": ",".join(MODELS.values()), "CALOFLOW_WARMUP_BATCH_SIZES": "1"}
     with server_process(root / "repo", root / "server.log", env) as running:
         yield running.wait_ready()
 

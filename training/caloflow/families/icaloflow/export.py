@@ -31,13 +31,16 @@ from caloflow.data.datasets import Dataset, dataset
 from caloflow.errors import CaloflowError
 from caloflow.export._root import ExportRoot
 from caloflow.export.errors import ExportError
+from caloflow.export.fast_onnx_format import FAST_FORM
 from caloflow.export.formats import FILENAMES, ExportedArtifact
+from caloflow.export.onnx_float16 import store_float16
 from caloflow.export.onnx_format import convert_program, save_onnx
 from caloflow.export.packing import fold_flow_weights, replace_made_layers
 from caloflow.export.parity import check_parity as shared_check_parity
 from caloflow.export.torch_export_format import export_root
 from caloflow.export.torchscript_format import torchscript_version
 from caloflow.families.icaloflow.context import Conditioning
+from caloflow.families.icaloflow.fast import fast_icaloflow_sampler
 from caloflow.families.icaloflow.models import ICaloFlowModels
 from caloflow.families.icaloflow.presets import ICaloFlowPreset, preset_from_dict
 from caloflow.families.icaloflow.sampler import ICaloFlowSampler
@@ -49,7 +52,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["FORMATS", "ICaloFlowRun", "check_parity", "export_sampler", "load_run", "publish_run", "reference"]
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = ("fast_onnx", "onnx", "torchscript")
 STUDENT_FLOWS = ("flow2", "flow3")
 """The sampler's attributes holding the distilled students (packed when compact); flow-1 stays dense."""
 
@@ -114,7 +117,10 @@ def parity_inputs(
 def export_sampler(
     sampler: ICaloFlowSampler, ds: Dataset, out_dir: Path, formats: Sequence[str] = FORMATS, *, compact: bool = True
 ) -> list[ExportedArtifact]:
-    """Write ``sampler`` in ``formats`` (``onnx``, ``torchscript``) into ``out_dir``."""
+    """Write ``sampler`` (the :func:`reference` a compact artifact holds) in ``formats`` into ``out_dir``:
+    ``fast_onnx`` (the fast form, :mod:`caloflow.families.icaloflow.fast`, float16 storage when compact; what the
+    server prefers), ``onnx`` (the plain graph: its flow-1 MAF inverse unrolled in full, slow to export) and
+    ``torchscript`` (the plain graph traced, students packed)."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ExportError(f"unknown iCaloFlow export format(s) {unknown or list(formats)}; choose from {list(FORMATS)}")
@@ -132,6 +138,14 @@ def export_sampler(
 
 def _write(fmt: str, sampler: ICaloFlowSampler, example: tuple[torch.Tensor, ...], path: Path, compact: bool) -> str:
     energies, noise = example
+    if fmt == "fast_onnx":
+        program = export_root(ExportRoot(fast_icaloflow_sampler(sampler)), (energies, noise))
+        model = convert_program(program)
+        if compact:
+            store_float16(model)
+        io = {"inputs": sampler.noise_dim, "outputs": sampler.n_voxels}
+        metadata = {"caloflow.io": io, "caloflow.compact": compact, "caloflow.form": FAST_FORM}
+        return save_onnx(model, path, metadata)
     if fmt == "onnx":
         program = export_root(ExportRoot(_prepared(sampler, compact, False)), (energies, noise))
         io = {"inputs": sampler.noise_dim, "outputs": sampler.n_voxels}

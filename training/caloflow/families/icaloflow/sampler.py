@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from caloflow.families.icaloflow.context import Conditioning, uniform_from_normal
 from caloflow.flows import Flow
 
-__all__ = ["CUT_FRACTION", "ICaloFlowSampler", "noise_dim"]
+__all__ = ["CUT_FRACTION", "GenerationChain", "ICaloFlowSampler", "noise_dim"]
 
 CUT_FRACTION = 0.99
 
@@ -39,26 +39,37 @@ def noise_dim(cond: Conditioning) -> int:
     return cond.n_layers + cond.layer_size * (1 + 2 * (cond.n_layers - 1))
 
 
-class ICaloFlowSampler(nn.Module):
-    """``forward(incident_energy_mev (B, 1), noise (B, noise_dim)) -> showers_mev (B, L x layer size)``."""
+class GenerationChain(nn.Module):
+    """The generation loop above, over flows supplied by a subclass (eager :class:`ICaloFlowSampler`, or the fast
+    form in :mod:`caloflow.families.icaloflow.fast`): ``forward(incident_energy_mev (B, 1), noise (B, noise_dim))
+    -> showers_mev (B, L x layer size)``."""
 
-    def __init__(
-        self, flow1: Flow, flow2: Flow, flow3: Flow, cond: Conditioning, threshold_mev: float, renormalise: bool
-    ) -> None:
+    def __init__(self, cond: Conditioning, threshold_mev: float, renormalise: bool) -> None:
         super().__init__()
-        self.flow1, self.flow2, self.flow3 = flow1, flow2, flow3
         self.cond = cond
         self.n_layers, self.layer_size = cond.n_layers, cond.layer_size
         self.n_voxels = cond.n_layers * cond.layer_size
         self.threshold_mev = threshold_mev
         self.cut_mev = CUT_FRACTION * threshold_mev
         self.renormalise = renormalise
-        steps = torch.arange(1, cond.n_layers)
-        self.register_buffer("layer_codes", cond.layer_code(steps).float())
+        self.register_buffer("layer_codes", cond.layer_code(torch.arange(1, cond.n_layers)).float())
 
     @property
     def noise_dim(self) -> int:
         return noise_dim(self.cond)
+
+    def sample_flow1(self, z: Tensor, c: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def sample_flow2(self, z: Tensor, c: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def prepare_flow3(self, static: Tensor, codes: Tensor) -> list[Tensor]:
+        """What flow-3 needs of the (B, L-1, 3) static conditions and (L-1, L-1) one-hot codes, once per batch."""
+        raise NotImplementedError
+
+    def sample_flow3(self, step: int, z: Tensor, previous_logit: Tensor, prepared: list[Tensor]) -> Tensor:
+        raise NotImplementedError
 
     def _cut(self, energy: Tensor) -> Tensor:
         return torch.where(energy < self.cut_mev, torch.zeros_like(energy), energy)
@@ -71,7 +82,7 @@ class ICaloFlowSampler(nn.Module):
 
     def layer_energies(self, incident_mev: Tensor, noise: Tensor) -> Tensor:
         """Flow-1: (B, L) layer energies in MeV, cut."""
-        x = self.flow1.sample(noise, self.cond.incident_code(incident_mev))
+        x = self.sample_flow1(noise, self.cond.incident_code(incident_mev))
         return self._cut(self.cond.energy_from_logit(x))
 
     def step_inputs(self, noise: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -86,12 +97,36 @@ class ICaloFlowSampler(nn.Module):
         flow1_noise, flow2_noise, latents, dequantise = self.step_inputs(noise)
         energies = self.layer_energies(incident_energy_mev, flow1_noise)
         c2 = self.cond.flow2_context(incident_energy_mev, energies[:, 0])
-        layers = [self._layer(self.flow2.sample(flow2_noise, c2), energies[:, 0])]
-        static = self.cond.flow3_static(incident_energy_mev[:, None], energies[:, 1:], energies[:, :-1])  # (B, L-1, 3)
-        codes = cast(Tensor, self.layer_codes).to(static.dtype)
+        layers = [self._layer(self.sample_flow2(flow2_noise, c2), energies[:, 0])]
+        static = self.cond.flow3_static(incident_energy_mev[:, None], energies[:, 1:], energies[:, :-1])
+        prepared = self.prepare_flow3(static, cast(Tensor, self.layer_codes).to(static.dtype))
         for step in range(self.n_layers - 1):
             previous = self.cond.fraction_logit(layers[-1] + dequantise[:, step])
-            code = codes[step].expand(previous.shape[0], -1)
-            c3 = self.cond.flow3_context(static[:, step], previous, code)
-            layers.append(self._layer(self.flow3.sample(latents[:, step], c3), energies[:, step + 1]))
+            x = self.sample_flow3(step, latents[:, step], previous, prepared)
+            layers.append(self._layer(x, energies[:, step + 1]))
         return torch.cat(layers, dim=1)
+
+
+class ICaloFlowSampler(GenerationChain):
+    """The eager generator from three :class:`~caloflow.flows.Flow` (flow-1 and the flow-2/3 students or
+    teachers); flow-3's context is concatenated per step in the reference's order."""
+
+    def __init__(
+        self, flow1: Flow, flow2: Flow, flow3: Flow, cond: Conditioning, threshold_mev: float, renormalise: bool
+    ) -> None:
+        super().__init__(cond, threshold_mev, renormalise)
+        self.flow1, self.flow2, self.flow3 = flow1, flow2, flow3
+
+    def sample_flow1(self, z: Tensor, c: Tensor) -> Tensor:
+        return self.flow1.sample(z, c)
+
+    def sample_flow2(self, z: Tensor, c: Tensor) -> Tensor:
+        return self.flow2.sample(z, c)
+
+    def prepare_flow3(self, static: Tensor, codes: Tensor) -> list[Tensor]:
+        return [static, codes]
+
+    def sample_flow3(self, step: int, z: Tensor, previous_logit: Tensor, prepared: list[Tensor]) -> Tensor:
+        static, codes = prepared
+        code = codes[step].expand(previous_logit.shape[0], -1)
+        return self.flow3.sample(z, self.cond.flow3_context(static[:, step], previous_logit, code))
