@@ -92,18 +92,23 @@ def build_manifest(
         outputs=standard_outputs(run.prep.n_voxels),
         preprocessing=run.prep.to_dict(),
         training=_training_figures(run),
-        artifacts=tuple(
-            ArtifactInfo(filename=a.filename, format=a.format, sha256="", size_bytes=0, format_version=a.format_version)
-            for a in artifacts
-        ),
+        artifacts=pending_artifacts(artifacts),
         created_utc=utc_now_iso(),
         producer=f"caloflow {__version__}",
         extra={"compact_fp16_weights": compact, "parity": parity, "preset": run.preset.to_dict()},
-        **_dataset_fields(ds.manifest_fields()),
+        **dataset_fields(ds.manifest_fields()),
     )
 
 
-def _dataset_fields(fields: dict[str, object]) -> dict[str, Any]:
+def pending_artifacts(artifacts: Sequence[ExportedArtifact]) -> tuple[ArtifactInfo, ...]:
+    """The manifest entries of freshly written artifacts (checksums and sizes are filled in by ``add_version``)."""
+    return tuple(
+        ArtifactInfo(filename=a.filename, format=a.format, sha256="", size_bytes=0, format_version=a.format_version)
+        for a in artifacts
+    )
+
+
+def dataset_fields(fields: dict[str, object]) -> dict[str, Any]:
     """The registry's ``manifest_fields`` as ``Manifest`` keyword arguments (lists as tuples)."""
     return {key: tuple(value) if isinstance(value, list) else value for key, value in fields.items()}
 

@@ -31,20 +31,38 @@ def _handle(args: argparse.Namespace) -> int:
     from caloflow_repo import RepositoryError
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    if _family(args.run) == "icaloflow":
+        return _handle_icaloflow(args, formats)
     try:
-        published = publish_run(
-            args.run,
-            args.repo,
-            args.model,
-            formats=formats,
-            compact=not args.dense,
-            make_default=args.make_default,
-            description=args.description,
-        )
+        published = publish_run(args.run, args.repo, args.model, formats=formats, **_options(args))
     except RepositoryError as exc:
         raise CLIError(str(exc)) from exc
-    manifest = published.manifest
-    print(f"{published.model} version {published.version}: {manifest.particle}, {manifest.total_size_bytes:,d} bytes")
+    _print_published(published.model, published.version, published.manifest, published.manifest.particle)
+    return 0
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"compact": not args.dense, "make_default": args.make_default, "description": args.description}
+
+
+def _print_published(model: str, version: int, manifest: Any, what: str) -> None:
+    print(f"{model} version {version}: {what}, {manifest.total_size_bytes:,d} bytes")
     for artifact in manifest.artifacts:
         print(f"  {artifact.filename:<15} {artifact.format:<12} {artifact.size_bytes:>12,d}  sha256 {artifact.sha256}")
+
+
+def _family(run: str) -> str:
+    import json
+    from pathlib import Path
+
+    record = Path(run) / "run.json"
+    return str(json.loads(record.read_text()).get("family", "caloflow")) if record.exists() else "caloflow"
+
+
+def _handle_icaloflow(args: argparse.Namespace, formats: list[str]) -> int:
+    from caloflow.families.icaloflow.export import FORMATS, publish_run
+
+    chosen = [f for f in formats if f in FORMATS] if args.formats == DEFAULT_FORMATS else formats
+    version, manifest, _ = publish_run(args.run, args.repo, args.model, formats=chosen, **_options(args))
+    _print_published(args.model, version, manifest, manifest.dataset)
     return 0

@@ -46,6 +46,12 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoints")
     parser.add_argument("--dry-run", action="store_true", help="print the models and parameter counts, train nothing")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--full-degrees", action="store_true", help="iCaloFlow: MADE widths >= D - 1 (paper DS3 truncates degrees)"
+    )
+    parser.add_argument(
+        "--renormalise", action="store_true", help="iCaloFlow: scale generated layers to flow-1's energies"
+    )
 
 
 def _handle(args: argparse.Namespace) -> int:
@@ -53,6 +59,10 @@ def _handle(args: argparse.Namespace) -> int:
     from caloflow.training import runner
 
     ds = dataset_from_args(args)
+    from caloflow.families.icaloflow import runner as icaloflow
+
+    if ds.name in icaloflow.DATASETS:
+        return icaloflow.handle_train(args, ds)
     if not ds.is_ds1:
         raise CLIError(
             f"--dataset {ds.name}: the CaloFlow family trains Dataset 1 (ds1-photon, ds1-pion) only; "

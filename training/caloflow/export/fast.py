@@ -33,7 +33,7 @@ from caloflow.flows.autoregressive import AutoregressiveRQS
 from caloflow.flows.blocked import BlockedIAF, FastMAFInverse
 from caloflow.sampler import CaloFlowSampler
 
-__all__ = ["DEFAULT_CHUNK", "DEFAULT_GROUPS", "FastSampler", "fast_sampler"]
+__all__ = ["DEFAULT_CHUNK", "DEFAULT_GROUPS", "FastSampler", "fast_flow", "fast_sampler"]
 
 DEFAULT_GROUPS = 4
 DEFAULT_CHUNK = 256
@@ -62,6 +62,12 @@ class _FastFlow(nn.Module):
 def _fast_block(block: AutoregressiveRQS, groups: int) -> nn.Module:
     """The student's IAF blocks sample in one pass; the teacher's MAF blocks in D passes of one feature."""
     return BlockedIAF(block, groups) if block.inverse_autoregressive else FastMAFInverse(block)
+
+
+def fast_flow(flow: Flow, groups: int = DEFAULT_GROUPS) -> nn.Module:
+    """The sampling direction of ``flow`` from fast blocks (IAF: :class:`BlockedIAF`, MAF: one feature per pass),
+    ``forward(z, c) -> x``: what any family's fast sampler builds its flows from."""
+    return _FastFlow(flow, [_fast_block(flow.block(i), groups) for i in range(flow.n_blocks)])
 
 
 class FastSampler(nn.Module):

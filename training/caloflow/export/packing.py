@@ -40,8 +40,10 @@ __all__ = [
     "MaterializingPackedLinear",
     "PackedMaskedLinear",
     "dense_masked_weight",
+    "fold_flow_weights",
     "folded_copy",
     "prepare_for_export",
+    "replace_made_layers",
 ]
 
 
@@ -154,16 +156,22 @@ def prepare_for_export(sampler: CaloFlowSampler, *, compact: bool, materializing
     ``materializing``, each scripted, for TorchScript). ``sampler`` itself is not changed."""
     prepared = copy.deepcopy(sampler).eval().requires_grad_(False)
     for flow in (prepared.flow1, prepared.flow2):
-        packing = compact and flow is prepared.flow2
-        for made in _mades(flow):
-            for parent, name, layer, in_degrees in _made_layers(made):
-                replacement: nn.Module = _packed(layer, in_degrees, materializing) if packing else _dense(layer)
-                if packing and materializing:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated in torch 2.x
-                        replacement = torch.jit.script(replacement)
-                setattr(parent, name, replacement)
+        replace_made_layers(flow, packing=compact and flow is prepared.flow2, materializing=materializing)
     return prepared
+
+
+def replace_made_layers(flow: nn.Module, *, packing: bool, materializing: bool = False) -> None:
+    """In place: every MADE layer of ``flow`` becomes a dense ``nn.Linear`` or, with ``packing``, a
+    :class:`PackedMaskedLinear` (scripted :class:`MaterializingPackedLinear` with ``materializing``).
+    Any model family's sampler prepares its flows with this (see :func:`prepare_for_export`)."""
+    for made in _mades(flow):
+        for parent, name, layer, in_degrees in _made_layers(made):
+            replacement: nn.Module = _packed(layer, in_degrees, materializing) if packing else _dense(layer)
+            if packing and materializing:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated in torch 2.x
+                    replacement = torch.jit.script(replacement)
+            setattr(parent, name, replacement)
 
 
 def folded_copy(sampler: CaloFlowSampler, *, float16: bool) -> CaloFlowSampler:
@@ -171,9 +179,15 @@ def folded_copy(sampler: CaloFlowSampler, *, float16: bool) -> CaloFlowSampler:
     ``float16``, flow-II's MADE weights rounded to float16 and back: the eager model an artifact holds."""
     folded = copy.deepcopy(sampler).eval().requires_grad_(False)
     for flow in (folded.flow1, folded.flow2):
-        for layer in [m for m in flow.modules() if isinstance(m, MaskedLinear)]:
-            weight = dense_masked_weight(layer)
-            with torch.no_grad():
-                layer.weight.copy_(weight.half().float() if float16 and flow is folded.flow2 else weight)
-            layer.fold_mask()
+        fold_flow_weights(flow, float16=float16 and flow is folded.flow2)
     return folded
+
+
+def fold_flow_weights(flow: nn.Module, *, float16: bool) -> None:
+    """In place: fold every MADE mask of ``flow`` into its weight and, with ``float16``, round the weights to
+    float16 and back, as :func:`replace_made_layers` with ``packing`` stores them (see :func:`folded_copy`)."""
+    for layer in [m for m in flow.modules() if isinstance(m, MaskedLinear)]:
+        weight = dense_masked_weight(layer)
+        with torch.no_grad():
+            layer.weight.copy_(weight.half().float() if float16 else weight)
+        layer.fold_mask()

@@ -33,9 +33,9 @@ other side within 0.1 % above it, are left out (a rounding-level difference deci
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -83,7 +83,7 @@ def parity_inputs(noise_dim: int, batch: int, seed: int = 0) -> tuple[NDArray[np
 
 
 def exact_showers(
-    reference: CaloFlowSampler, energies: NDArray[np.float32], noise: NDArray[np.float32]
+    reference: torch.nn.Module, energies: NDArray[np.float32], noise: NDArray[np.float32]
 ) -> NDArray[np.float32]:
     """``reference`` evaluated in float64 on the float32 inputs (``reference`` is not changed)."""
     exact = copy.deepcopy(reference).double()
@@ -130,15 +130,28 @@ def _check_output(name: str, showers: Any, shape: tuple[int, int]) -> None:
         raise ParityError(f"{name}: non-finite or negative voxel energies")
 
 
+class ParityReference(Protocol):
+    """What :func:`check_parity` needs of an eager sampler (any family's ``nn.Module`` sampler has it)."""
+
+    @property
+    def noise_dim(self) -> int: ...
+
+    threshold_mev: float
+
+
+Inputs = tuple[NDArray[np.float32], NDArray[np.float32]]
+
+
 def check_parity(
     out_dir: Path,
     artifacts: Sequence[ExportedArtifact],
-    reference: CaloFlowSampler,
+    reference: ParityReference,
     batch_sizes: Sequence[int] = (1, 1000),
     atol: float = DEFAULT_ATOL_MEV,
     rtol: float = DEFAULT_RTOL,
     mean_rtol: float = DEFAULT_MEAN_RTOL,
     threads: int | None = None,
+    inputs: Mapping[int, Inputs] | None = None,
 ) -> dict[str, dict[int, dict[str, float | int]]]:
     """Run every artifact in ``out_dir`` on the same energies and noise as the eager ``reference`` (from
     :func:`reference_sampler` with the export's ``compact``, evaluated in float64 by :func:`exact_showers`)
@@ -148,10 +161,13 @@ def check_parity(
     violations}}}`` (``max_*`` per voxel and per shower, ``*_l1`` relative to the shower energy) and raises
     :class:`ParityError` if a shower differs by more than ``atol`` MeV + ``rtol`` x its energy, the mean
     relative difference over a batch of 100 or more exceeds ``mean_rtol`` (see the module docstring), or an
-    output is not finite, non-negative float32 of the right shape.
+    output is not finite, non-negative float32 of the right shape. ``inputs`` (batch -> (energies, noise))
+    replaces the Dataset 1 inputs of :func:`parity_inputs` (``batch_sizes`` is then not used).
     """
-    inputs = {batch: parity_inputs(reference.noise_dim, batch, seed=batch) for batch in batch_sizes}
-    expected = {batch: exact_showers(reference, energies, noise) for batch, (energies, noise) in inputs.items()}
+    if inputs is None:
+        inputs = {batch: parity_inputs(reference.noise_dim, batch, seed=batch) for batch in batch_sizes}
+    module = cast(torch.nn.Module, reference)
+    expected = {batch: exact_showers(module, energies, noise) for batch, (energies, noise) in inputs.items()}
     report: dict[str, dict[int, dict[str, float | int]]] = {}
     failures = []
     for artifact in artifacts:

@@ -103,7 +103,20 @@ class BlockedIAF(nn.Module):
         self.b_out = nn.ParameterList(biases)
 
     def forward(self, z: Tensor, c: Tensor) -> Tensor:
-        h = self.stack.hidden(F.linear(z, self.stack.w_in, self.stack.b_in) + self.stack.context_term(c))
+        return self.sample_given_context_term(z, self.stack.context_term(c))
+
+    def context_weight(self) -> Tensor:
+        """The context layer's weight (H, C), hidden units in this block's order: with :attr:`context_bias`,
+        ``relu(c W^T + b)`` is the context term (callers may precompute parts of ``c W^T`` once)."""
+        return self.stack.w_c
+
+    @property
+    def context_bias(self) -> Tensor:
+        return self.stack.b_c
+
+    def sample_given_context_term(self, z: Tensor, context_term: Tensor) -> Tensor:
+        """``forward`` with the context term ``relu(W_c c + b_c)`` (B, H) already computed."""
+        h = self.stack.hidden(F.linear(z, self.stack.w_in, self.stack.b_in) + context_term)
         pieces = [
             F.linear(h[:, :prefix], w, b).reshape(-1, self.params_per_feature, stop - start)
             for prefix, w, b, start, stop in zip(

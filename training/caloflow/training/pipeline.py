@@ -7,7 +7,6 @@ export needs to rebuild the models), one sub-directory per stage (see :mod:`calo
 
 from __future__ import annotations
 
-import json
 import logging
 import platform
 import time
@@ -27,10 +26,22 @@ from caloflow.errors import CaloflowError
 from caloflow.flows import Flow
 from caloflow.training import distillation as dist
 from caloflow.training.data import ShowerTensors, TrainingData, batches_per_epoch, iterate_batches
-from caloflow.training.models import count_parameters, make_flow1, make_student, make_teacher
+from caloflow.training.models import make_flow1, make_student, make_teacher
 from caloflow.training.objectives import LayerMaps, flow1_inputs, flow2_inputs, mean_nll
 from caloflow.training.presets import Preset, Schedule
-from caloflow.training.stage import Stage, StageResult, load_weights, write_json_atomic
+from caloflow.training.stage import (
+    RunRecordError,
+    RunSettings,
+    StageResult,
+    data_record,
+    load_weights,
+    run_stage,
+    write_json_atomic,
+    write_or_check_record,
+)
+from caloflow.training.stage import (
+    write_run_summary as write_summary,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +51,8 @@ STAGE_SEED_OFFSETS = {"flow1": 1, "teacher": 2, "student": 3}
 STAGES: tuple[str, ...] = ("flow1", "teacher", "student")
 
 
-class RunConfigError(CaloflowError):
-    """A run directory's ``run.json`` does not match the requested training."""
+RunConfigError = RunRecordError
+"""A run directory's ``run.json`` does not match the requested training (kept name)."""
 
 
 @dataclass(frozen=True)
@@ -89,19 +100,15 @@ def run_record(ctx: RunContext) -> dict[str, Any]:
         "preset": ctx.preset.to_dict(),
         "preprocessing": ctx.prep.to_dict(),
         "seed": ctx.seed,
-        "data": {
-            "path": ctx.data.path,
-            "sha256": ctx.data.sha256,
-            "n_in_file": ctx.data.n_in_file,
-            "n_train": len(ctx.data.train),
-            "n_validation": len(ctx.data.validation),
-            "energy_range_mev": [
-                round(float(ctx.data.train.incident.min()) * pp.ENERGY_UNIT_MEV, 3),
-                round(float(ctx.data.train.incident.max()) * pp.ENERGY_UNIT_MEV, 3),
-            ],
-            "standin": ctx.data.is_standin,
-            "attrs": {k: str(v) for k, v in ctx.data.attrs.items()},
-        },
+        "data": data_record(
+            ctx.data,
+            len(ctx.data.train),
+            len(ctx.data.validation),
+            (
+                float(ctx.data.train.incident.min()) * pp.ENERGY_UNIT_MEV,
+                float(ctx.data.train.incident.max()) * pp.ENERGY_UNIT_MEV,
+            ),
+        ),
         "environment": {
             "torch": torch.__version__,
             "python": platform.python_version(),
@@ -112,18 +119,7 @@ def run_record(ctx: RunContext) -> dict[str, Any]:
 
 def write_or_check_run_record(ctx: RunContext) -> None:
     """Create ``run.json``, or check that an existing one describes the same training (same data too)."""
-    path = ctx.directory / "run.json"
-    record = run_record(ctx)
-    if path.exists():
-        existing = json.loads(path.read_text())
-        for key in ("particle", "preset", "seed", "preprocessing"):
-            if existing.get(key) != json.loads(json.dumps(record[key])):
-                raise RunConfigError(f"{path}: existing run has a different {key}; use a new --out directory")
-        if existing["data"]["sha256"] != record["data"]["sha256"]:
-            raise RunConfigError(f"{path}: existing run was trained on other data (sha256 differs)")
-        return
-    ctx.directory.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(record, path)
+    write_or_check_record(ctx.directory / "run.json", run_record(ctx), ("particle", "preset", "seed", "preprocessing"))
 
 
 def _batches(split: ShowerTensors, schedule: Schedule) -> Callable[[torch.Generator], Iterable[Tensor]]:
@@ -245,24 +241,10 @@ def _run_stage(
     evaluate: Callable[[], dict[str, float]],
     select_key: str,
 ) -> StageResult:
-    split = ctx.data.train
-    stage = Stage(
-        name=name,
-        model=model,
-        schedule=schedule,
-        directory=ctx.directory / name,
-        step=step,
-        evaluate=evaluate,
-        batches=_batches(split, schedule),
-        steps_per_epoch=_steps(split, schedule),
-        select_key=select_key,
-        seed=ctx.seed + STAGE_SEED_OFFSETS[name],
-        progress=ctx.progress,
-        resume=ctx.resume,
-        device=ctx.device,
-        extra={"parameters": count_parameters(model)},
+    settings = RunSettings(ctx.directory, ctx.seed, STAGE_SEED_OFFSETS, ctx.device, ctx.progress, ctx.resume)
+    return run_stage(
+        settings, name, model, schedule, step, evaluate, n_samples=len(ctx.data.train), select_key=select_key
     )
-    return stage.run()
 
 
 def load_stage(ctx: RunContext, name: str, flow: Flow) -> Flow:
@@ -295,18 +277,10 @@ def train_all(ctx: RunContext, stages: tuple[str, ...] = STAGES) -> dict[str, An
 def write_run_summary(ctx: RunContext) -> dict[str, Any]:
     """``summary.json``: every finished stage's summary (also those trained by earlier commands)."""
 
-    stages = {
-        name: json.loads(path.read_text())
-        for name in STAGES
-        if (path := ctx.directory / name / "summary.json").exists()
-    }
-    summary = {
+    header = {
         "particle": ctx.particle,
         "preset": ctx.preset.name,
         "data_sha256": ctx.data.sha256,
         "standin": ctx.data.is_standin,
-        "wall_seconds": round(sum(s.get("wall_seconds", 0.0) for s in stages.values()), 2),
-        "stages": stages,
     }
-    write_json_atomic(summary, ctx.directory / "summary.json")
-    return summary
+    return write_summary(ctx.directory, STAGES, header)

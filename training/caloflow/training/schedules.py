@@ -29,7 +29,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, schedule: Schedule, steps_
             div_factor=schedule.div_factor,
             final_div_factor=schedule.final_div_factor,
             cycle_momentum=True,
-            base_momentum=0.85,
+            base_momentum=schedule.base_momentum,
             max_momentum=0.95,
         )
     if schedule.kind == "cyclic":

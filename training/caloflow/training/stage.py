@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from caloflow.errors import CaloflowError
 from caloflow.training.presets import Schedule
 from caloflow.training.schedules import build_optimizer, build_scheduler
 
@@ -197,6 +198,105 @@ class Stage:
         result.wall_seconds = saved["wall_seconds"]
         logger.info("%s: resuming after epoch %d", self.name, state["epoch"])
         return int(state["epoch"]) + 1
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Where and how a run's stages train: stage ``name`` writes ``directory / name`` and is seeded with
+    ``seed + seed_offsets[name]``."""
+
+    directory: Path
+    seed: int
+    seed_offsets: dict[str, int]
+    device: torch.device
+    progress: bool = True
+    resume: bool = False
+
+
+def run_stage(
+    settings: RunSettings,
+    name: str,
+    model: torch.nn.Module,
+    schedule: Schedule,
+    step: StepFn,
+    evaluate: EvalFn,
+    *,
+    n_samples: int,
+    select_key: str,
+) -> StageResult:
+    """One :class:`Stage` over ``n_samples`` training samples (shuffled batches of ``schedule.batch_size``, at
+    most ``schedule.max_train_batches`` per epoch), its parameter count recorded: what every family runs."""
+    from caloflow.training.data import batches_per_epoch, iterate_batches
+
+    def batches(generator: torch.Generator) -> Iterable[Tensor]:
+        return iterate_batches(n_samples, schedule.batch_size, generator, max_batches=schedule.max_train_batches)
+
+    stage = Stage(
+        name=name,
+        model=model,
+        schedule=schedule,
+        directory=settings.directory / name,
+        step=step,
+        evaluate=evaluate,
+        batches=batches,
+        steps_per_epoch=batches_per_epoch(n_samples, schedule.batch_size, schedule.max_train_batches),
+        select_key=select_key,
+        seed=settings.seed + settings.seed_offsets[name],
+        progress=settings.progress,
+        resume=settings.resume,
+        device=settings.device,
+        extra={"parameters": sum(p.numel() for p in model.parameters())},
+    )
+    return stage.run()
+
+
+class RunRecordError(CaloflowError):
+    """A run directory's ``run.json`` does not match the requested training."""
+
+
+def data_record(data: Any, n_train: int, n_validation: int, energy_range_mev: tuple[float, float]) -> dict[str, Any]:
+    """The ``data`` section of a run record: file, checksum, split sizes, incident-energy range, stand-in or not
+    (``data`` has ``path``, ``sha256``, ``n_in_file``, ``is_standin`` and ``attrs``, as every family's data)."""
+    return {
+        "path": data.path,
+        "sha256": data.sha256,
+        "n_in_file": data.n_in_file,
+        "n_train": n_train,
+        "n_validation": n_validation,
+        "energy_range_mev": [round(energy_range_mev[0], 3), round(energy_range_mev[1], 3)],
+        "standin": data.is_standin,
+        "attrs": {k: str(v) for k, v in data.attrs.items()},
+    }
+
+
+def write_or_check_record(path: Path, record: dict[str, Any], keys: Iterable[str]) -> None:
+    """Create the run record ``path``, or check that the existing one has the same ``keys`` and data checksum."""
+    if path.exists():
+        existing = json.loads(path.read_text())
+        for key in keys:
+            if existing.get(key) != json.loads(json.dumps(record[key])):
+                raise RunRecordError(f"{path}: existing run has a different {key}; use a new --out directory")
+        if existing["data"]["sha256"] != record["data"]["sha256"]:
+            raise RunRecordError(f"{path}: existing run was trained on other data (sha256 differs)")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(record, path)
+
+
+def stage_summaries(directory: Path, names: Iterable[str]) -> dict[str, Any]:
+    """The ``summary.json`` of each finished stage among ``names`` (also those trained by earlier commands)."""
+    return {
+        name: json.loads(path.read_text()) for name in names if (path := directory / name / "summary.json").exists()
+    }
+
+
+def write_run_summary(directory: Path, names: Iterable[str], header: dict[str, Any]) -> dict[str, Any]:
+    """``directory/summary.json``: ``header``, the stages' total wall time and every finished stage's summary."""
+    stages = stage_summaries(directory, names)
+    wall = round(sum(s.get("wall_seconds", 0.0) for s in stages.values()), 2)
+    summary = {**header, "wall_seconds": wall, "stages": stages}
+    write_json_atomic(summary, directory / "summary.json")
+    return summary
 
 
 def _format(record: dict[str, float]) -> str:

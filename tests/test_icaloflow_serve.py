@@ -1,0 +1,139 @@
+"""iCaloFlow end to end on tiny models: stand-in file -> train (all five stages) -> export (TorchScript, float64
+parity) -> a real server process, for Dataset 2 and Dataset 3; a seeded DS2 request gives the same bits over
+native HTTP, native gRPC and the Python client over both, and bad requests name their field."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import numpy as np
+import pytest
+import torch
+from server_process import ServerProcess, server_process
+
+from caloflow.data.datasets import dataset
+from caloflow.data.standin import write_standin_file
+from caloflow.families.icaloflow.data import load_layer_data
+from caloflow.families.icaloflow.export import publish_run
+from caloflow.families.icaloflow.presets import get_preset
+from caloflow.families.icaloflow.training import TrainContext, make_conditioning, train_run
+from caloflow_client import GrpcClient, HttpClient
+from caloflow_repo import Manifest, ModelRepository
+
+SEED = 20260
+ENERGIES = np.geomspace(1.5e3, 8e5, 6).astype(np.float32)
+MODELS = {"ds2-electron": "icf_ds2", "ds3-electron": "icf_ds3"}
+
+
+Published = dict[str, tuple[Manifest, dict[str, dict[int, dict[str, float | int]]]]]
+
+
+def _train_and_publish(
+    name: str, root: Path, repo: Path
+) -> tuple[Manifest, dict[str, dict[int, dict[str, float | int]]]]:
+    ds = dataset(name)
+    path = write_standin_file(name, root / f"{name}.h5", seed=7, scale=0.002, progress=False)
+    preset = get_preset("tiny", ds)
+    data = load_layer_data(path, ds)
+    ctx = TrainContext(
+        root / name, ds, preset, make_conditioning(ds, preset, data), data, 0, torch.device("cpu"), False
+    )
+    train_run(ctx)
+    _, manifest, parity = publish_run(ctx.directory, repo, MODELS[name], formats=("torchscript",), parity_batches=(2,))
+    return manifest, parity
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("icf_serve")
+
+
+@pytest.fixture(scope="module")
+def published(root: Path) -> Published:
+    torch.set_num_threads(1)
+    return {name: _train_and_publish(name, root, root / "repo") for name in MODELS}
+
+
+@pytest.fixture(scope="module")
+def server(root: Path, published: Published) -> Iterator[ServerProcess]:
+    env = {"CALOFLOW_MODELS": ",".join(MODELS.values()), "CALOFLOW_WARMUP_BATCH_SIZES": "1"}
+    with server_process(root / "repo", root / "server.log", env) as running:
+        yield running.wait_ready()
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_export_holds_parity_and_the_manifest_comes_from_the_registry(published: Published, name: str) -> None:
+    ds, (manifest, parity) = dataset(name), published[name]
+    assert manifest.dataset == name and manifest.shower_shape == ds.shower_shape
+    assert manifest.energy_range_mev == (ds.energies.min_mev, ds.energies.max_mev)
+    assert manifest.standin and "not Geant4" in manifest.description
+    assert manifest.noise_dim == ds.n_layers + (ds.n_voxels // ds.n_layers) * (1 + 2 * (ds.n_layers - 1))
+    assert parity["torchscript"][2]["violations"] == 0 and parity["torchscript"][2]["max_shower_l1"] < 1e-3
+
+
+def _http(server: ServerProcess, body: dict[str, object]) -> httpx.Response:
+    return httpx.post(f"{server.url}/generate", json={**body, "format": "npy"}, timeout=120)
+
+
+def _grpc(server: ServerProcess) -> np.ndarray:
+    from caloflow_server._proto.caloflow.v1 import showers_pb2 as pb
+    from caloflow_server._proto.caloflow.v1 import showers_pb2_grpc as pb_grpc
+
+    request = pb.GenerateRequest(model="icf_ds2", energies_mev=ENERGIES.tolist(), seed=SEED, chunk_showers=4)
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        chunks = list(pb_grpc.ShowerServiceStub(channel).Generate(request, timeout=120))
+    assert chunks[-1].trailer.status == "ok"
+    return np.frombuffer(b"".join(c.data for c in chunks[1:-1]), dtype="<f4").reshape(len(ENERGIES), -1)
+
+
+def _clients(server: ServerProcess) -> list[np.ndarray]:
+    """The same request through the project's Python client over HTTP and over gRPC."""
+    results = []
+    for client in (HttpClient(server.url), GrpcClient(server.grpc_target)):
+        with client:
+            results.append(client.generate(dataset="ds2-electron", energies_mev=ENERGIES, seed=SEED).showers)
+    return results
+
+
+def test_seeded_ds2_request_is_bit_identical_across_protocols(server: ServerProcess) -> None:
+    answer = _http(server, {"dataset": "ds2-electron", "energies_mev": ENERGIES.tolist(), "seed": SEED})
+    assert answer.status_code == 200, answer.text
+    showers = np.load(io.BytesIO(answer.content))
+    assert showers.shape == (len(ENERGIES), dataset("ds2-electron").n_voxels) and np.isfinite(showers).all()
+    np.testing.assert_array_equal(_grpc(server), showers)
+    for through_client in _clients(server):
+        np.testing.assert_array_equal(through_client.reshape(showers.shape), showers)
+    other = _http(server, {"model": "icf_ds2", "energies_mev": ENERGIES[:2].tolist(), "seed": SEED + 1})
+    assert not np.array_equal(np.load(io.BytesIO(other.content)), showers[:2])
+
+
+def test_ds3_model_serves_its_dataset(server: ServerProcess) -> None:
+    answer = _http(server, {"dataset": "ds3-electron", "energy_mev": 5e4, "count": 2, "seed": 1})
+    assert answer.status_code == 200, answer.text
+    assert np.load(io.BytesIO(answer.content)).shape == (2, dataset("ds3-electron").n_voxels)
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        ({"model": "icf_ds2", "energy_mev": 500.0}, "energy_mev", ["500", "allow_extrapolation"]),
+        ({"model": "icf_ds2", "energy_mev": 2e6}, "energy_mev", ["allow_extrapolation"]),
+        ({"model": "icf_ds2", "dataset": "ds1-photon", "energy_mev": 4096.0}, "dataset", ["icf_ds2", "ds1-photon"]),
+    ],
+)
+def test_bad_requests_name_the_field(
+    server: ServerProcess, body: dict[str, object], field: str, words: list[str]
+) -> None:
+    answer = _http(server, {"count": 1, **body})
+    assert answer.status_code in (400, 422), answer.text
+    document = answer.json()
+    assert document["field"] == field and all(w in document["error"] for w in words), document
+
+
+def test_repository_lists_both_models_with_their_datasets(root: Path, published: Published) -> None:
+    repo = ModelRepository(root / "repo")
+    assert {repo.manifest(model).dataset for model in MODELS.values()} == set(MODELS)
