@@ -21,7 +21,7 @@ from caloflow.data.hdf5 import FloatArray, ShowerFileInfo
 
 __all__ = ["EnergyRow", "ShowerFileSummary", "is_standin", "summarize_shower_file"]
 
-STANDIN_WARNING = "!!! STAND-IN SHOWERS, NOT GEANT4: not the CaloChallenge data; do not quote as physics !!!"
+STANDIN_WARNING = "!!! STAND-IN SHOWERS, NOT GEANT4: not the official data; do not quote as physics !!!"
 _STANDIN_MARKERS = ("not geant4", "stand-in")
 
 
