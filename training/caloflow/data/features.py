@@ -115,9 +115,9 @@ def compute_features(
     e_layer, r1, r2 = sums[:, :n_l], sums[:, n_l : 2 * n_l], sums[:, 2 * n_l : 3 * n_l]
     eta1, eta2, phi1, phi2 = np.split(sums[:, 3 * n_l :], 4, axis=1)
     e_alpha = e_layer[:, list(geometry.alpha_binned_layers)]
-    ec_r, width_r = _centre_and_width(r1, r2, e_layer)
-    ec_eta, width_eta = _centre_and_width(eta1, eta2, e_alpha)
-    ec_phi, width_phi = _centre_and_width(phi1, phi2, e_alpha)
+    ec_r, width_r = centre_and_width(r1, r2, e_layer)
+    ec_eta, width_eta = centre_and_width(eta1, eta2, e_alpha)
+    ec_phi, width_phi = centre_and_width(phi1, phi2, e_alpha)
     hits = (x > threshold).astype(np.float64) @ w.matrix[:, :n_l]
     e_tot = x.sum(axis=1)
     e_inc = None if incident_energies is None else _as_energies(incident_energies, len(x))
@@ -138,7 +138,7 @@ def compute_features(
     )
 
 
-def _centre_and_width(first: Array, second: Array, energy: Array) -> tuple[Array, Array]:
+def centre_and_width(first: Array, second: Array, energy: Array) -> tuple[Array, Array]:
     """Centre sum(xE)/(sum E + eps) and width sqrt(max(sum(x^2 E)/(sum E + eps) - centre^2, 0))."""
     denominator = energy + EPSILON
     centre = first / denominator

@@ -23,13 +23,13 @@ from dataclasses import dataclass, fields
 import numpy as np
 from numpy.typing import NDArray
 
+from caloflow.data.features import centre_and_width
 from caloflow.data.grid_geometry import GridGeometry
 
 __all__ = ["RADIAL_BINS", "GridObservables", "grid_observables"]
 
 Array = NDArray[np.float64]
 RADIAL_BINS = 24
-_EPSILON = 1e-16
 
 
 @dataclass(frozen=True)
@@ -91,10 +91,7 @@ def grid_observables(showers_cut: Array, geometry: GridGeometry, incident_mev: A
 
 def _moments(weights: Array, positions: Array, total: Array) -> tuple[Array, Array]:
     """Energy-weighted mean and standard deviation of ``positions`` with per-shower ``weights`` (N, P)."""
-    denominator = total + _EPSILON
-    mean = weights @ positions / denominator
-    second = weights @ positions**2 / denominator
-    return mean, np.sqrt(np.maximum(second - mean**2, 0.0))
+    return centre_and_width(weights @ positions, weights @ positions**2, total)
 
 
 def _radial_profile(image: Array, geometry: GridGeometry, cog_x: Array, cog_z: Array) -> Array:
