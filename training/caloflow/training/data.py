@@ -11,13 +11,14 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from caloflow.data.geometry import Geometry
-from caloflow.data.hdf5 import check_shower_chunk, iter_showers, open_shower_file
+from caloflow.data.hdf5 import ShowerFileInfo, check_shower_chunk, iter_showers, open_shower_file
 from caloflow.preprocessing import ENERGY_UNIT_MEV
 
 TRAIN_FRACTION = 0.7
@@ -42,9 +43,9 @@ class ShowerTensors:
 
 
 @dataclass(frozen=True)
-class TrainingData:
-    train: ShowerTensors
-    validation: ShowerTensors
+class FileProvenance:
+    """Which file a model family's training data came from (every family's data records this)."""
+
     path: str
     sha256: str
     n_in_file: int
@@ -53,6 +54,17 @@ class TrainingData:
     @property
     def is_standin(self) -> bool:
         return "stand-in" in str(self.attrs.get("description", ""))
+
+    @staticmethod
+    def fields_of(path: str | Path, info: ShowerFileInfo) -> dict[str, Any]:
+        """The provenance fields of the file at ``path`` (its checksum is computed here)."""
+        return {"path": str(path), "sha256": file_sha256(path), "n_in_file": info.n_showers, "attrs": dict(info.attrs)}
+
+
+@dataclass(frozen=True)
+class TrainingData(FileProvenance):
+    train: ShowerTensors
+    validation: ShowerTensors
 
 
 def file_sha256(path: str | Path, block_size: int = 1 << 20) -> str:
@@ -90,10 +102,7 @@ def load_training_data(
     return TrainingData(
         train=tensors.head(n_train),
         validation=ShowerTensors(tensors.showers[n_train:], tensors.incident[n_train:]),
-        path=str(path),
-        sha256=file_sha256(path),
-        n_in_file=info.n_showers,
-        attrs=dict(info.attrs),
+        **FileProvenance.fields_of(path, info),
     )
 
 

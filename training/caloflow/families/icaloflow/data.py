@@ -24,7 +24,7 @@ from caloflow.data.dataset_files import check_dataset_file
 from caloflow.data.datasets import Dataset
 from caloflow.data.hdf5 import check_shower_chunk, iter_showers
 from caloflow.families.icaloflow.context import Conditioning
-from caloflow.training.data import TRAIN_FRACTION, file_sha256
+from caloflow.training.data import TRAIN_FRACTION, FileProvenance
 
 __all__ = ["LayerData", "LayerSplit", "load_layer_data"]
 
@@ -79,17 +79,9 @@ class LayerSplit:
 
 
 @dataclass(frozen=True)
-class LayerData:
+class LayerData(FileProvenance):
     train: LayerSplit
     validation: LayerSplit
-    path: str
-    sha256: str
-    n_in_file: int
-    attrs: dict[str, object]
-
-    @property
-    def is_standin(self) -> bool:
-        return "stand-in" in str(self.attrs.get("description", ""))
 
     @property
     def max_layer_energy_mev(self) -> float:
@@ -118,8 +110,5 @@ def load_layer_data(
     return LayerData(
         train=LayerSplit(all_layers[:n_train], all_incident[:n_train]),
         validation=LayerSplit(all_layers[n_train:], all_incident[n_train:]),
-        path=str(path),
-        sha256=file_sha256(path),
-        n_in_file=info.n_showers,
-        attrs=dict(info.attrs),
+        **FileProvenance.fields_of(path, info),
     )
