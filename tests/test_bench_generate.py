@@ -41,6 +41,9 @@ RECORD_FIELDS = {
     "showers_per_s",
     "reference_ratio",
     "max_shower_l1_vs_eager",
+    "peak_host_rss_bytes",
+    "peak_device_memory_bytes",
+    "device_utilisation_percent",
 }
 
 
@@ -71,8 +74,12 @@ def test_command_writes_one_record_per_format_and_batch(tmp_path: Path, capsys) 
         assert r["ms_per_shower_min"] <= r["ms_per_shower_p25"] <= r["ms_per_shower"] <= r["ms_per_shower_p75"]
         assert r["ms_per_shower_p75"] <= r["ms_per_shower_max"]
         assert r["max_shower_l1_vs_eager"] < 1e-4  # every format generated the eager showers
+        assert r["peak_host_rss_bytes"] > 50 * 2**20  # torch alone takes more; the CPU has no device figures
+        assert r["peak_device_memory_bytes"] is None and r["device_utilisation_percent"] is None
+    by_batch = {r["batch_size"]: r["peak_host_rss_bytes"] for r in records}
+    assert by_batch[1] <= by_batch[40]  # a process peak: it never decreases
     table = capsys.readouterr().out
-    assert "x vs reference" in table and "batch 40:" in table
+    assert "x vs reference" in table and "batch 40: (peak host RSS" in table
 
 
 def test_fast_aoti_compiles_the_fast_graph_and_generates_the_eager_showers(tmp_path: Path) -> None:

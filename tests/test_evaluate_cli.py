@@ -69,6 +69,9 @@ def test_two_independent_standin_files_are_indistinguishable(files, tmp_path):
     assert metrics["separation_power"]["e_ratio"] < 0.02
     assert {f"e_layer_{i}" for i in PHOTON.layer_ids} <= set(metrics["separation_power"])
     assert metrics["layer_correlations"]["max_abs_difference"] < 0.1
+    corr = metrics["layer_correlations"]
+    assert 0 < corr["frobenius"] < 2 * corr["frobenius_split_half_floor"]
+    assert metrics["prdc"]["n_reference"] == 10_000 and metrics["prdc"]["coverage"] > 0.9
     _check_outputs(tmp_path / "out", metrics)
 
 

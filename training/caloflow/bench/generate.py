@@ -5,7 +5,10 @@ from nflows) is warmed up, then called in interleaved rounds - one call of each 
 machine slows all of them alike - until ``--seconds`` per format or ``--repeats`` rounds. Reported:
 ms per shower (median and spread: interquartile range, min-max), showers/s, the ratio of the reference's
 median to each format's, and each format's largest per-shower relative L1 difference from ``eager`` on
-the same energies and noise. ``--json FILE`` writes one record per model, format, device and batch size.
+the same energies and noise, and the memory of each batch size (:mod:`caloflow.bench.memory`: the process's
+peak host RSS so far, and on CUDA the peak torch allocation and mean GPU utilisation over the timed
+rounds; shared by the formats timed together). ``--json FILE`` writes one record per model, format, device
+and batch size.
 
 Models: a training run directory, a model in ``--repo`` (its exported artifacts only: no weights, so
 no eager, fast or reference), or an untrained build ``PRESET-PARTICLE`` (``paper-photon``,
@@ -19,6 +22,7 @@ traced / exported, chunked by the caller), ``onnx``, ``torchscript``, ``torch_ex
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import statistics
@@ -57,6 +61,12 @@ class Timing:
     """The nflows reference's median divided by this one (how many times faster), when compared."""
     max_shower_l1_vs_eager: float | None
     """Largest per-shower relative L1 difference from ``eager`` on the same inputs, when eager ran."""
+    peak_host_rss_bytes: int | None = None
+    """The process's peak RSS after this batch size (all formats loaded; it never decreases)."""
+    peak_device_memory_bytes: int | None = None
+    """CUDA: torch's peak allocation during this batch size, all formats (ONNX Runtime's arena not counted)."""
+    device_utilisation_percent: float | None = None
+    """CUDA with NVML: mean GPU utilisation sampled after each timed round."""
 
 
 def register(subparsers: Any) -> None:
@@ -120,7 +130,9 @@ def _batch_sizes(text: str) -> list[int]:
 def _time_batch(model: str, loaded: Any, batch: int, args: argparse.Namespace) -> list[Timing]:
     """Warm up every runner on the same inputs, then time interleaved rounds."""
     from caloflow.bench import _generate_runners as runners
+    from caloflow.bench.memory import MemoryProbe
 
+    probe = MemoryProbe(args.device)
     inputs = runners.inputs(loaded.noise_dim, batch, args.device)
     outputs = {name: run(*inputs) for name, run in loaded.runners.items()}  # warm-up (and parity outputs)
     times: dict[str, list[float]] = {name: [] for name in loaded.runners}
@@ -130,10 +142,19 @@ def _time_batch(model: str, loaded: Any, batch: int, args: argparse.Namespace) -
         rounds += 1
         for name, run in loaded.runners.items():
             times[name].append(_timed(run, inputs, loaded.synchronize))
+        probe.sample()
     reference = statistics.median(times[REFERENCE]) if REFERENCE in times else None
     eager = outputs.get("eager")
+    memory = {
+        "peak_host_rss_bytes": probe.peak_host_rss_bytes,
+        "peak_device_memory_bytes": probe.peak_device_memory_bytes,
+        "device_utilisation_percent": probe.device_utilisation_percent,
+    }
     return [
-        _record(model, name, batch, values, reference, runners.max_shower_l1(outputs[name], eager), args)
+        dataclasses.replace(
+            _record(model, name, batch, values, reference, runners.max_shower_l1(outputs[name], eager), args),
+            **memory,
+        )
         for name, values in times.items()
     ]
 
@@ -177,7 +198,13 @@ def _record(
 
 
 def _print_batch(records: Sequence[Timing], batch: int) -> None:
-    print(f"batch {batch}:")
+    first = records[0]
+    memory = f"peak host RSS {(first.peak_host_rss_bytes or 0) / 2**20:.0f} MiB"
+    if first.peak_device_memory_bytes is not None:
+        memory += f", peak CUDA allocation {first.peak_device_memory_bytes / 2**20:.0f} MiB (torch)"
+    if first.device_utilisation_percent is not None:
+        memory += f", GPU utilisation {first.device_utilisation_percent:.0f} %"
+    print(f"batch {batch}: ({memory})")
     for r in records:
         ratio = "" if r.reference_ratio is None else f"  {r.reference_ratio:5.2f}x vs reference"
         l1 = "" if r.max_shower_l1_vs_eager is None else f"  L1 vs eager {r.max_shower_l1_vs_eager:.1e}"

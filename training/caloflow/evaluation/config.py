@@ -14,8 +14,9 @@ __all__ = ["CLASSIFIER_MODES", "METRICS", "EvaluationConfig", "parse_metrics"]
 CLASSIFIER_MODES = ("cls-low", "cls-low-normed", "cls-high")
 # hist: feature and voxel histograms; energy: E_tot/E_inc per incident energy; avg: average showers;
 # corr: layer-energy correlations; the classifiers; fpd and kpd on the cls-high features; w1: the
-# 1-Wasserstein distance of every per-shower observable, on the samples.
-METRICS = ("hist", "energy", "avg", "corr", *CLASSIFIER_MODES, "fpd", "kpd", "w1")
+# 1-Wasserstein distance of every per-shower observable, on the samples; prdc: precision, recall, density and
+# coverage on the cls-high features.
+METRICS = ("hist", "energy", "avg", "corr", *CLASSIFIER_MODES, "fpd", "kpd", "w1", "prdc")
 MIN_ENERGY_MEV = 1.0  # evaluate.py's Dataset 1 cut; every dataset's own is its registry threshold_mev
 # float32 bytes that the low-level classifier inputs (both classes, the arrays and their tensors) may take
 # when --cls-low-max-showers is not given: about 4 100 Dataset 3 showers per class, all of a Dataset 1 file
@@ -39,6 +40,8 @@ class EvaluationConfig:
     fpd_min_samples: int = 10_000
     fpd_max_samples: int = 50_000
     kpd_batch_size: int = 10_000
+    prdc_k: int = 5
+    prdc_max_samples: int = 10_000  # rows per sample (seeded subsample): time O(n^2), memory O(1024 n)
     threads: int | None = None  # torch CPU threads for the classifiers; None leaves torch's default
     progress: bool = True
 
@@ -60,6 +63,8 @@ class EvaluationConfig:
                 raise EvaluationError(f"--cls-{name.replace('_', '-')} must be positive")
         if not 2 <= self.fpd_min_samples <= self.fpd_max_samples or self.kpd_batch_size < 2:
             raise EvaluationError("need 2 <= --fpd-min-samples <= --fpd-max-samples and --kpd-batch-size >= 2")
+        if self.prdc_k < 1 or self.prdc_max_samples <= self.prdc_k:
+            raise EvaluationError("need --prdc-k >= 1 and --prdc-max-samples above it")
         if self.threads is not None and self.threads < 1:
             raise EvaluationError(f"--threads must be positive, got {self.threads}")
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["STANDIN_NOTICE", "is_standin", "metrics_dict", "write_reports"]
 
+PRDC_KEYS = ("precision", "recall", "density", "coverage")
 STANDIN_NOTICE = "stand-in data, not Geant4: these figures say nothing about the official datasets"
 
 
@@ -55,6 +56,8 @@ def metrics_dict(result: EvaluationResult) -> dict[str, Any]:
         metrics["layer_correlations"] = _correlation_entry(result)
     if result.w1:
         metrics["w1"] = _w1_entry(result)
+    if result.prdc is not None:
+        metrics["prdc"] = asdict(result.prdc) | {"features": "cls-high, standardised by the reference"}
     if result.classifiers:
         metrics["classifiers"] = {mode: _classifier_entry(r) for mode, r in result.classifiers.items()}
     for name, distance in (("fpd", result.fpd), ("kpd", result.kpd)):
@@ -136,6 +139,9 @@ def _correlation_entry(result: EvaluationResult) -> dict[str, Any]:
         "reference": corr.reference.tolist(),
         "generated": corr.generated.tolist(),
         "max_abs_difference": corr.max_abs_difference,
+        "frobenius": corr.frobenius,
+        "frobenius_split_half_floor": corr.split_half_floor,
+        "n_constant_layers": corr.n_constant_layers,
     }
 
 
@@ -200,6 +206,15 @@ def _headline(m: dict[str, Any]) -> str:
     if dist:
         parts.append("<h2>FPD and KPD on the high-level features (x 1e3)</h2>")
         parts.append(_table(["metric", "value x 1e3", "error x 1e3"], dist))
+    if "prdc" in m:
+        p = m["prdc"]
+        parts.append(f"<h2>PRDC on the high-level features (k = {p['k']}, {p['n_reference']} reference showers)</h2>")
+        parts.append(_table(["precision", "recall", "density", "coverage"], [[p[k] for k in PRDC_KEYS]]))
+    if "layer_correlations" in m:
+        c = m["layer_correlations"]
+        parts.append("<h2>Layer-energy correlations: ||C_gen - C_ref||_F beside the reference's split-half floor</h2>")
+        row = [c["frobenius"], c["frobenius_split_half_floor"], c["max_abs_difference"], c["n_constant_layers"]]
+        parts.append(_table(["Frobenius", "split-half floor", "max |difference|", "constant layers skipped"], [row]))
     return "".join(parts)
 
 

@@ -33,6 +33,7 @@ from caloflow.evaluation.fpd_kpd import Distance, fpd, kpd
 from caloflow.evaluation.histograms import HistogramComparison, compare_counts, log_edges
 from caloflow.evaluation.hlf_histograms import family_of
 from caloflow.evaluation.inputs import ShowerSample, load_pair
+from caloflow.evaluation.prdc import PRDC, prdc
 from caloflow.evaluation.providers import FeatureProvider, provider_for
 from caloflow.evaluation.report import write_reports
 from caloflow.evaluation.stream import FileSummary, StreamPlan, summarise
@@ -60,6 +61,7 @@ class EvaluationResult:
     fpd: Distance | None = None
     kpd: Distance | None = None
     w1: list[W1Distance] = field(default_factory=list)
+    prdc: PRDC | None = None
     plots: list[Path] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per step
 
@@ -143,6 +145,7 @@ def _steps(
         "fpd": lambda: _fpd(config, result, p),
         "kpd": lambda: _kpd(config, result, p),
         "w1": lambda: _w1(result, p),
+        "prdc": lambda: _prdc(config, result, p),
     }
     for mode in CLASSIFIER_MODES:
         table[mode] = _classifier_step(mode, config, result, p, device)
@@ -193,7 +196,7 @@ def _average(config: EvaluationConfig, result: EvaluationResult, p: _Prepared) -
 def _correlations(config: EvaluationConfig, result: EvaluationResult, p: _Prepared) -> None:
     layer_ids = p.provider.geometry.layer_ids
     ref_e, gen_e = p.provider.layer_energies(p.ref.features), p.provider.layer_energies(p.gen.features)
-    result.correlations = layer_correlations(layer_ids, ref_e, gen_e)
+    result.correlations = layer_correlations(layer_ids, ref_e, gen_e, seed=config.seed)
     path = config.out / "layer_correlations.png"
     result.plots.append(plots.plot_layer_correlations(result.correlations, path, title=_title(config)))
 
@@ -203,6 +206,11 @@ def _w1(result: EvaluationResult, p: _Prepared) -> None:
     generated = p.provider.observables(p.gen.features)
     reference["cell_energy"], generated["cell_energy"] = p.ref.cells, p.gen.cells
     result.w1 = w1_distances(reference, generated)
+
+
+def _prdc(config: EvaluationConfig, result: EvaluationResult, p: _Prepared) -> None:
+    gen_x, ref_x = _high_inputs(p)
+    result.prdc = prdc(ref_x, gen_x, k=config.prdc_k, max_samples=config.prdc_max_samples, seed=config.seed)
 
 
 def _high_inputs(p: _Prepared) -> tuple[Array, Array]:
@@ -265,6 +273,8 @@ def summary_row(result: EvaluationResult) -> dict[str, Any]:
         "fpd_x1e3": result.fpd.value * 1e3 if result.fpd else None,
         "kpd_x1e3": result.kpd.value * 1e3 if result.kpd else None,
         "w1_mean_normalised": _mean_w1(result.w1),
+        "corr_frobenius": result.correlations.frobenius if result.correlations else None,
+        "prdc_coverage": result.prdc.coverage if result.prdc else None,
     }
 
 
