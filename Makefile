@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 DATA   ?= data
 SCALE  ?= 1.0
 
-.PHONY: setup protos serve test lint typecheck pytest demo models model-photon model-pion bench-standin bench-generate bench-serve eval-demo clean
+.PHONY: setup protos serve test lint typecheck pytest demo models model-photon model-pion bench-standin bench-generate bench-serve eval-demo quality clean
 
 setup: $(STAMP)
 
@@ -90,3 +90,18 @@ bench-generate: $(STAMP)
 
 bench-serve: $(STAMP)
 	$(BIN)/caloflow bench serve --model caloflow_photon --count 1000000 --json bench_serve.json
+
+# The quality report of each demo model's default version: N showers as served, evaluated against an independent
+# stand-in file (seed 2; the demo models were trained on seed 1), written to model_repo/<model>/<version>/quality.json
+# with its checksum in quality.sha256 (`caloflow repo verify` checks it; the server answers it at
+# /v2/models/<model>/quality). Rerun after re-exporting a demo model: about 5-10 min per model on one thread.
+QUALITY_N ?= 10000
+
+$(DATA)/standin_%_2.h5:
+	$(BIN)/caloflow data standin --particle $* --out $@ --seed 2 --no-progress
+
+quality: $(STAMP) $(DATA)/standin_photon_2.h5 $(DATA)/standin_pion_2.h5
+	$(BIN)/caloflow repo quality caloflow_photon --repo model_repo --reference $(DATA)/standin_photon_2.h5 \
+		--n $(QUALITY_N) --threads 1 --no-progress
+	$(BIN)/caloflow repo quality caloflow_pion --repo model_repo --reference $(DATA)/standin_pion_2.h5 \
+		--n $(QUALITY_N) --threads 1 --no-progress

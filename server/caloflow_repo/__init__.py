@@ -7,6 +7,7 @@ Layout of a repository (Triton-compatible)::
     <root>/<model>/default               the default version number, for one-step rollback
     <root>/<model>/<version>/manifest.json
     <root>/<model>/<version>/model.onnx | model.fast.onnx | model.pt | model.pt2 ...
+    <root>/<model>/<version>/quality.json, quality.sha256   the optional quality report and its checksum
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from caloflow_repo._manifest import (
     utc_now_iso,
 )
 from caloflow_repo._names import parse_version, validate_filename, validate_model_name
+from caloflow_repo._quality import QUALITY_CHECKSUM_FILENAME, QUALITY_FILENAME, QualityNotFoundError
 from caloflow_repo._repository import CONFIG_FILENAME, DEFAULT_POINTER, ModelRepository
 from caloflow_repo._triton_config import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_QUEUE_DELAY_US, render_config_pbtxt
 
@@ -54,6 +56,8 @@ __all__ = [
     "INPUT_NOISE",
     "MANIFEST_FILENAME",
     "OUTPUT_SHOWERS",
+    "QUALITY_CHECKSUM_FILENAME",
+    "QUALITY_FILENAME",
     "SCHEMA_VERSION",
     "ArtifactInfo",
     "ArtifactNotFoundError",
@@ -63,6 +67,7 @@ __all__ = [
     "ManifestError",
     "ModelNotFoundError",
     "ModelRepository",
+    "QualityNotFoundError",
     "RepositoryError",
     "TensorSpec",
     "VersionNotFoundError",

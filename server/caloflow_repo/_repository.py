@@ -28,6 +28,13 @@ from caloflow_repo._errors import (
 )
 from caloflow_repo._manifest import MANIFEST_FILENAME, ArtifactInfo, Manifest
 from caloflow_repo._names import is_version_name, parse_version, validate_filename, validate_model_name
+from caloflow_repo._quality import (
+    QUALITY_CHECKSUM_FILENAME,
+    QUALITY_FILENAME,
+    has_quality,
+    read_quality,
+    write_quality,
+)
 from caloflow_repo._triton_config import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_QUEUE_DELAY_US, render_config_pbtxt
 
 logger = logging.getLogger(__name__)
@@ -99,12 +106,16 @@ class ModelRepository:
         return manifest
 
     def verify(self, model: str, version: int | str | None = None) -> Manifest:
-        """Recompute size and sha256 of every listed artifact; ChecksumError naming the first bad file."""
+        """Recompute size and sha256 of every listed artifact and of the quality report when there is one;
+        ChecksumError naming the first bad file."""
         manifest = self.manifest(model, version)
         version_dir = self.root / model / str(manifest.version)
         for artifact in manifest.artifacts:
             _verify_artifact(version_dir / artifact.filename, artifact)
+        if has_quality(version_dir):
+            read_quality(version_dir)
         listed = {artifact.filename for artifact in manifest.artifacts} | {MANIFEST_FILENAME}
+        listed |= {QUALITY_FILENAME, QUALITY_CHECKSUM_FILENAME}
         for entry in sorted(version_dir.iterdir()):
             if entry.name not in listed:
                 logger.warning("%s is not listed in the manifest and is not verified", entry)
@@ -121,7 +132,20 @@ class ModelRepository:
             raise ArtifactNotFoundError(f"{path}: listed in the manifest but missing")
         return path
 
+    def quality(self, model: str, version: int | str | None = None) -> tuple[bytes, str]:
+        """The version's verified ``quality.json`` bytes and sha256; QualityNotFoundError when it has none."""
+        number = self._resolve_version(model, version)
+        return read_quality(self.root / model / str(number))
+
     # ----------------------------------------------------------------------------------------- writing
+    def write_quality(self, model: str, version: int | str, text: str) -> Path:
+        """Write (or replace) the version's quality report and its checksum; returns the report's path."""
+        number = self._resolve_version(model, version)
+        version_dir = self.root / model / str(number)
+        write_quality(version_dir, text)
+        logger.info("wrote the quality report of %s version %d", model, number)
+        return version_dir / QUALITY_FILENAME
+
     def set_default(self, model: str, version: int | str) -> Manifest:
         """Point ``<model>/default`` at a verified version and rewrite ``config.pbtxt`` to serve it."""
         manifest = self.verify(model, parse_version(version))

@@ -5,7 +5,9 @@ Routes: ``GET /v2`` (server metadata), ``GET /v2/models/{m}[/versions/{v}]`` (mo
 binary tensor data extension), ``POST /v2/repository/index``, and model control (Triton's repository
 extension, plus a default-version switch): ``POST /v2/repository/models/{m}/load|unload`` and
 ``POST /v2/repository/models/{m}/versions/{v}/default``, which need ``Authorization: Bearer <admin token>`` and
-answer 403 while no token is configured.
+answer 403 while no token is configured. ``GET /v2/models/{m}[/versions/{v}]/quality`` (an extension) answers the
+loaded version's ``quality.json`` byte for byte, verified against its ``quality.sha256`` (ETag: that sha256;
+``X-Standin: true`` for a model trained on stand-in data), 404 naming ``quality`` when the version has none.
 
 The served model, whatever the artifact's own inputs: ``INCIDENT_ENERGY`` FP32 ``[-1, 1]`` (MeV) -> ``SHOWERS``
 FP32 ``[-1, *shower_shape]`` (MeV; the manifest's per-shower shape: ``[-1, n_voxels]`` for CaloChallenge
@@ -28,10 +30,17 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
-from caloflow_repo import INPUT_ENERGY, OUTPUT_SHOWERS, RepositoryError
+from caloflow_repo import INPUT_ENERGY, OUTPUT_SHOWERS, ChecksumError, QualityNotFoundError, RepositoryError
 from caloflow_server.app import ModelControl, ServerState, check_model_name
 from caloflow_server.batcher import Batcher
-from caloflow_server.errors import CaloflowServerError, InvalidArgumentError, UnknownModelError, status_for
+from caloflow_server.errors import (
+    ArtifactIntegrityError,
+    CaloflowServerError,
+    InvalidArgumentError,
+    NotFoundError,
+    UnknownModelError,
+    status_for,
+)
 from caloflow_server.http_common import TrackedGeneration, bearer_token_matches, error_response, request_id_of
 from caloflow_server.metrics import RequestObserver
 from caloflow_server.runtime import LoadedModel
@@ -346,6 +355,14 @@ def build_oip_router(
         loaded = resolve(model, version)
         return _config(loaded, max_batch_size, service.batcher(loaded.model, loaded.version))
 
+    @router.get("/models/{model}/quality")
+    @router.get("/models/{model}/versions/{version}/quality")
+    async def model_quality(model: str, version: str | None = None) -> Response:
+        loaded = resolve(model, version)
+        data, digest = _quality(service, loaded)
+        headers = {"ETag": f'"{digest}"', "X-Standin": str(loaded.manifest.standin).lower()}
+        return Response(content=data, media_type="application/json", headers=headers)
+
     @router.post("/models/{model}/infer")
     @router.post("/models/{model}/versions/{version}/infer")
     async def infer(request: Request, model: str, version: str | None = None) -> Response:
@@ -435,6 +452,20 @@ def build_oip_router(
         return JSONResponse({"name": model, "default_version": str(number)})
 
     return router
+
+
+def _quality(service: GenerationService, loaded: LoadedModel) -> tuple[bytes, str]:
+    """The version's verified quality report; 404 without one, 500 when it fails its checksum."""
+    try:
+        return service.repository.quality(loaded.model, loaded.version)
+    except QualityNotFoundError:
+        raise NotFoundError(
+            f"model {loaded.model!r} version {loaded.version} has no quality report (quality.json)", field="quality"
+        ) from None
+    except ChecksumError as exc:
+        raise ArtifactIntegrityError(f"quality report of {loaded.model}@{loaded.version}: {exc}") from None
+    except RepositoryError as exc:
+        raise CaloflowServerError(f"cannot read the quality report of {loaded.model}@{loaded.version}: {exc}") from None
 
 
 def _oip_field(error: CaloflowServerError) -> CaloflowServerError:

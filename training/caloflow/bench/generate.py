@@ -145,15 +145,12 @@ def _time_batch(model: str, loaded: Any, batch: int, args: argparse.Namespace) -
         probe.sample()
     reference = statistics.median(times[REFERENCE]) if REFERENCE in times else None
     eager = outputs.get("eager")
-    memory = {
-        "peak_host_rss_bytes": probe.peak_host_rss_bytes,
-        "peak_device_memory_bytes": probe.peak_device_memory_bytes,
-        "device_utilisation_percent": probe.device_utilisation_percent,
-    }
     return [
         dataclasses.replace(
             _record(model, name, batch, values, reference, runners.max_shower_l1(outputs[name], eager), args),
-            **memory,
+            peak_host_rss_bytes=probe.peak_host_rss_bytes,
+            peak_device_memory_bytes=probe.peak_device_memory_bytes,
+            device_utilisation_percent=probe.device_utilisation_percent,
         )
         for name, values in times.items()
     ]

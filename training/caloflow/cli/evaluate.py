@@ -1,8 +1,10 @@
 """``caloflow evaluate``: CaloChallenge metrics, plots and an HTML page for generated vs reference showers.
 
 * ``caloflow evaluate --generated GEN.h5 --reference REF.h5 --dataset D (or --particle photon|pion) --out DIR
-  [--runs N] [--seed S] [--metrics all|hist,energy,avg,corr,cls-low,cls-low-normed,cls-high,fpd,kpd,w1]
+  [--runs N] [--seed S] [--metrics all|hist,energy,avg,corr,cls-low,cls-low-normed,cls-high,fpd,kpd,w1,prdc]
   [--device auto|cpu|cuda] [--max-showers N] [--cls-low-max-showers N] [--cls-hidden 2048 --cls-epochs 50 ...]``
+* ``caloflow evaluate compare A.json B.json [--force]``: two quality reports (``quality.json``) side by side;
+  refused (exit 2, naming the field) when their evaluator settings hashes or reference files differ.
 * ``caloflow evaluate-demo``: stand-in reference files, showers from the demo models, both evaluated, and
   a summary table (``make eval-demo``).
 """
@@ -25,14 +27,15 @@ def _register_evaluate(subparsers: Any) -> None:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "evaluate", help="CaloChallenge metrics of generated showers against a reference file"
     )
-    p.add_argument("--generated", type=Path, required=True, help="HDF5 file of generated showers (dataset's layout)")
-    p.add_argument("--reference", type=Path, required=True, help="HDF5 reference file (e.g. the dataset's *_2)")
+    # not required=True: ``evaluate compare`` has none of them; _evaluate checks them
+    p.add_argument("--generated", type=Path, help="HDF5 file of generated showers (dataset's layout; required)")
+    p.add_argument("--reference", type=Path, help="HDF5 reference file (e.g. the dataset's *_2; required)")
     add_dataset_option(p, what="the dataset of both files")
-    p.add_argument("--out", type=Path, required=True, help="directory for metrics.json, index.html and PNGs")
+    p.add_argument("--out", type=Path, help="directory for metrics.json, index.html and PNGs (required)")
     p.add_argument(
         "--metrics",
         default="all",
-        help="'all' or a comma list of hist,energy,avg,corr,cls-low,cls-low-normed,cls-high,fpd,kpd,w1",
+        help="'all' or a comma list of hist,energy,avg,corr,cls-low,cls-low-normed,cls-high,fpd,kpd,w1,prdc",
     )
     p.add_argument("--runs", type=int, default=1, help="classifier runs per mode, mean and std reported (paper: 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the classifier splits and initialisations")
@@ -50,6 +53,12 @@ def _register_evaluate(subparsers: Any) -> None:
     _add_classifier_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(handler=_evaluate)
+    sub = p.add_subparsers(dest="evaluate_command", metavar="compare", required=False)
+    compare = sub.add_parser("compare", help="compare two quality reports (quality.json) side by side")
+    compare.add_argument("report_a", type=Path, metavar="A", help="quality.json")
+    compare.add_argument("report_b", type=Path, metavar="B", help="quality.json")
+    compare.add_argument("--force", action="store_true", help="compare even across evaluator settings or references")
+    compare.set_defaults(handler=_compare)
 
 
 def _add_classifier_options(p: argparse.ArgumentParser) -> None:
@@ -62,6 +71,10 @@ def _add_classifier_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fpd-max-samples", type=int, default=50_000, help="largest FPD bootstrap size (50000)")
     g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     g.add_argument("--kpd-batch-size", type=int, default=10_000, help="KPD bootstrap batch size (10000)")
+    g.add_argument("--prdc-k", type=int, default=5, help="PRDC nearest neighbours (5)")
+    g.add_argument(
+        "--prdc-max-samples", type=int, default=10_000, help="PRDC rows per sample, a seeded subsample (10000)"
+    )
 
 
 def _register_demo(subparsers: Any) -> None:
@@ -100,9 +113,22 @@ def _settings(args: argparse.Namespace) -> Any:
     )
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from caloflow.evaluation.compare import compare_reports, load_report, render_comparison
+
+    a, b = load_report(args.report_a), load_report(args.report_b)
+    print(render_comparison(a, b, compare_reports(a, b, force=args.force)))
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
+    from caloflow.cli import CLIError
     from caloflow.evaluation import EvaluationConfig, evaluate, parse_metrics
     from caloflow.evaluation.run import summary_row
+
+    missing = [f"--{name}" for name in ("generated", "reference", "out") if getattr(args, name) is None]
+    if missing:
+        raise CLIError(f"caloflow evaluate needs {', '.join(missing)} (or: caloflow evaluate compare A B)")
 
     config = EvaluationConfig(
         generated=args.generated,
@@ -121,6 +147,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         fpd_max_samples=args.fpd_max_samples,
         threads=args.threads,
         kpd_batch_size=args.kpd_batch_size,
+        prdc_k=args.prdc_k,
+        prdc_max_samples=args.prdc_max_samples,
         progress=not args.no_progress,
     )
     result = evaluate(config)

@@ -2,7 +2,11 @@
 
 * ``caloflow repo list``: models, versions (``*`` marks the default), particle, stand-in flag, sizes.
 * ``caloflow repo show MODEL [VERSION]``: one version's manifest, summarised.
-* ``caloflow repo verify [MODEL [VERSION]]``: recompute every artifact's size and sha256 (all when omitted).
+* ``caloflow repo verify [MODEL [VERSION]]``: recompute every artifact's size and sha256 (all when omitted), and
+  the quality report's against ``quality.sha256``.
+* ``caloflow repo quality MODEL [VERSION] --reference REF.h5 [--n N] [--seed S] [--batch B] [--threads T]``:
+  generate N showers with the version as served, evaluate them against REF.h5 and write ``quality.json`` (and
+  its checksum) beside the artifacts (:mod:`caloflow.evaluation.quality`; ``make quality`` for the demo models).
 * ``caloflow repo set-default MODEL VERSION``: move the default pointer (one-step rollback).
 * ``caloflow repo prune MODEL``: remove every version but the default (e.g. the committed demo models).
 
@@ -20,7 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from caloflow.cli import CLIError
-from caloflow_repo import ArtifactInfo, Manifest, ModelRepository, RepositoryError
+from caloflow_repo import (
+    ArtifactInfo,
+    Manifest,
+    ModelRepository,
+    QualityNotFoundError,
+    RepositoryError,
+    parse_version,
+)
 
 DEFAULT_REPO = "model_repo"
 REPO_ENV = "CALOFLOW_REPO"
@@ -43,6 +54,32 @@ def register(subparsers: Any) -> None:
     set_default.add_argument("version", metavar="VERSION")
     prune = _add(sub, "prune", "remove every version of MODEL but the default", _prune)
     prune.add_argument("model", metavar="MODEL")
+    _register_quality(sub)
+
+
+def _register_quality(sub: Any) -> None:
+    from caloflow.evaluation.quality import QualityConfig
+
+    q = _add(sub, "quality", "evaluate a version as served and write its quality.json", _quality)
+    d = QualityConfig(repo=Path(), model="", reference=Path())
+    q.add_argument("model", metavar="MODEL")
+    q.add_argument("version", nargs="?", metavar="VERSION", help="default: the default version")
+    q.add_argument("--reference", type=Path, required=True, help="reference HDF5 file of the model's dataset")
+    q.add_argument("--n", type=int, default=d.n, help=f"showers generated and compared ({d.n})")
+    q.add_argument("--seed", type=int, default=d.seed, help=f"noise and classifier seed ({d.seed})")
+    q.add_argument("--batch", type=int, default=d.batch, help=f"showers per model call, timed ({d.batch})")
+    q.add_argument("--threads", type=int, default=d.threads, help=f"intra-op and torch threads ({d.threads})")
+    q.add_argument("--device", default=d.device, help=f"cpu or cuda ({d.device})")
+    q.add_argument("--metrics", default="all", help="'all' or a comma list, as caloflow evaluate --metrics (all)")
+    q.add_argument("--runs", type=int, default=d.runs, help=f"classifier runs per mode ({d.runs})")
+    q.add_argument("--cls-hidden", type=int, default=d.classifier.hidden)
+    q.add_argument("--cls-epochs", type=int, default=d.classifier.epochs)
+    q.add_argument("--cls-batch-size", type=int, default=d.classifier.batch_size)
+    q.add_argument("--fpd-min-samples", type=int, default=d.fpd_min_samples)
+    q.add_argument("--fpd-max-samples", type=int, default=d.fpd_max_samples)
+    q.add_argument("--kpd-batch-size", type=int, default=d.kpd_batch_size)
+    q.add_argument("--prdc-max-samples", type=int, default=d.prdc_max_samples)
+    q.add_argument("--no-progress", action="store_true")
 
 
 def _add(sub: Any, name: str, help_text: str, handler: Handler) -> argparse.ArgumentParser:
@@ -114,6 +151,50 @@ def _show(args: argparse.Namespace) -> int:
     print("  artifacts:")
     for line in _table([_artifact_row(a) for a in manifest.artifacts]):
         print(f"    {line}")
+    print("  quality:")
+    for line in _quality_lines(repo, manifest):
+        print(f"    {line}")
+    return 0
+
+
+def _quality_lines(repo: ModelRepository, manifest: Manifest) -> list[str]:
+    from caloflow.evaluation.quality import summary_lines
+
+    try:
+        data, digest = repo.quality(manifest.model, manifest.version)
+    except QualityNotFoundError:
+        return ["none (caloflow repo quality MODEL VERSION --reference REF.h5 writes one)"]
+    return [f"quality.json sha256 {digest[:16]} (verified)", *summary_lines(json.loads(data))]
+
+
+def _quality(args: argparse.Namespace) -> int:
+    from caloflow.evaluation import ClassifierSettings, parse_metrics
+    from caloflow.evaluation.quality import QualityConfig, make_quality_report, summary_lines
+
+    root = args.repo or Path(os.environ.get(REPO_ENV) or DEFAULT_REPO)
+    config = QualityConfig(
+        repo=root,
+        model=args.model,
+        version=None if args.version is None else parse_version(args.version),
+        reference=args.reference,
+        n=args.n,
+        seed=args.seed,
+        batch=args.batch,
+        threads=args.threads,
+        device=args.device,
+        metrics=parse_metrics(args.metrics),
+        runs=args.runs,
+        classifier=ClassifierSettings(hidden=args.cls_hidden, epochs=args.cls_epochs, batch_size=args.cls_batch_size),
+        fpd_min_samples=args.fpd_min_samples,
+        fpd_max_samples=args.fpd_max_samples,
+        kpd_batch_size=args.kpd_batch_size,
+        prdc_max_samples=args.prdc_max_samples,
+        progress=not args.no_progress,
+    )
+    path, report = make_quality_report(config)
+    print(f"wrote {path} (its sha256 in {path.with_suffix('.sha256').name})")
+    for line in summary_lines(report):
+        print(f"  {line}")
     return 0
 
 
