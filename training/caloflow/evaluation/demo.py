@@ -32,6 +32,7 @@ from caloflow.evaluation.classifier import ClassifierSettings
 from caloflow.evaluation.config import EvaluationConfig
 from caloflow.evaluation.errors import EvaluationError
 from caloflow.evaluation.run import EvaluationResult, evaluate, summary_row
+from caloflow.evaluation.served import write_served_showers
 
 __all__ = ["DemoConfig", "run_demo"]
 
@@ -134,20 +135,9 @@ def _student_file(config: DemoConfig, particle: str, energies: Array, path: Path
     model = load_runtime(
         ModelRepository(config.repo), f"caloflow_{particle}", device=device, intra_op_threads=config.threads
     )
-    rng = np.random.default_rng(config.seed)
-    attrs = {
-        "generator": "caloflow demo model",
-        "model": f"{model.model}@{model.version}",
-        "artifact_sha256": model.sha256,
-        "seed": config.seed,
-        "trained_on_standin": int(model.manifest.standin),
-        "description": f"{model.manifest.description}; student samples",
-    }
-    with ShowerWriter(path, model.manifest.n_voxels, attrs=attrs, expected_rows=len(energies)) as writer:
-        for start in tqdm(range(0, len(energies), _BATCH), desc=f"{particle} student", disable=not config.progress):
-            e = energies[start : start + _BATCH, None].astype(np.float32)
-            noise = rng.standard_normal((len(e), model.runtime.noise_dim), dtype=np.float32)
-            writer.append(e, model.run(e, noise).astype(np.float64))
+    write_served_showers(
+        model, energies, path, seed=config.seed, batch=_BATCH, purpose="student samples", progress=config.progress
+    )
     return path
 
 

@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,11 +29,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from caloflow import __version__
+from caloflow.bench.memory import peak_rss_bytes
 from caloflow.evaluation.classifier import ClassifierSettings
 from caloflow.evaluation.config import METRICS, EvaluationConfig
+from caloflow.evaluation.demo import DemoConfig
 from caloflow.evaluation.errors import EvaluationError
 from caloflow.evaluation.report import STANDIN_NOTICE, metrics_dict
 from caloflow.evaluation.run import evaluate, summary_row
+from caloflow.evaluation.served import write_served_showers
 from caloflow.evaluation.settings import evaluator_settings, settings_hash
 
 __all__ = ["QUALITY_SCHEMA", "QualityConfig", "gate_records", "make_quality_report", "summary_lines"]
@@ -45,6 +47,9 @@ STANDIN_LABEL = "stand-in, not Geant4"
 # manifest fields (top level or under ``extra``) that may hold precision gate records, newest name first
 GATE_FIELDS = ("precisions", "precision_gates", "gates")
 DEFAULT_PRECISION = "fp32"
+# QualityConfig fields handed to EvaluationConfig under the same name
+_EVALUATION_FIELDS: tuple[str, ...] = ("metrics", "runs", "seed", "device", "classifier", "fpd_min_samples")
+_EVALUATION_FIELDS += ("fpd_max_samples", "kpd_batch_size", "prdc_k", "prdc_max_samples", "threads", "progress")
 
 
 @dataclass(frozen=True)
@@ -60,13 +65,11 @@ class QualityConfig:
     device: str = "cpu"
     # the evaluation (the settings hash covers these); defaults: the quick settings of ``make eval-demo``
     metrics: tuple[str, ...] = METRICS
-    runs: int = 1
-    classifier: ClassifierSettings = field(
-        default_factory=lambda: ClassifierSettings(hidden=256, epochs=30, batch_size=100)
-    )
-    fpd_min_samples: int = 5_000
-    fpd_max_samples: int = 20_000
-    kpd_batch_size: int = 5_000
+    runs: int = DemoConfig.runs
+    classifier: ClassifierSettings = field(default_factory=lambda: DemoConfig().classifier)
+    fpd_min_samples: int = DemoConfig.fpd_min_samples
+    fpd_max_samples: int = DemoConfig.fpd_max_samples
+    kpd_batch_size: int = DemoConfig.kpd_batch_size
     prdc_k: int = 5
     prdc_max_samples: int = 10_000
     progress: bool = True
@@ -94,7 +97,10 @@ def make_quality_report(config: QualityConfig) -> tuple[Path, dict[str, Any]]:
     energies = _reference_energies(config, loaded.manifest.dataset)
     with tempfile.TemporaryDirectory(prefix="caloflow-quality-") as scratch:
         generated = Path(scratch) / "generated.h5"
-        speed = _generate(config, loaded, energies, generated)
+        timing = write_served_showers(
+            loaded, energies, generated, seed=config.seed, batch=config.batch, purpose="quality report samples"
+        )
+        speed = _Speed(timing.showers_per_s, timing.wall_seconds, timing.cpu_seconds, peak_rss_bytes())
         evaluation = _evaluation_config(config, loaded.manifest.dataset, generated, Path(scratch) / "evaluation")
         result = evaluate(evaluation)
         metrics = metrics_dict(result)
@@ -120,52 +126,10 @@ def _reference_energies(config: QualityConfig, dataset_name: str) -> NDArray[np.
     return np.asarray(energies[: config.n], dtype=np.float64)
 
 
-def _generate(config: QualityConfig, loaded: Any, energies: NDArray[np.float64], path: Path) -> _Speed:
-    """Write the showers to ``path``; only the model calls are timed (noise drawing and writing are not)."""
-    from caloflow.bench.memory import peak_rss_bytes
-    from caloflow.data.hdf5 import ShowerWriter
-
-    rng = np.random.default_rng(config.seed)
-    manifest = loaded.manifest
-    attrs = {
-        "generator": "caloflow repo quality",
-        "model": f"{loaded.model}@{loaded.version}",
-        "artifact_sha256": loaded.sha256,
-        "seed": config.seed,
-        "trained_on_standin": int(manifest.standin),
-        "description": f"{manifest.description}; samples for the quality report",
-    }
-    wall = cpu = 0.0
-    with ShowerWriter(path, manifest.n_voxels, attrs=attrs, expected_rows=len(energies)) as writer:
-        for start in range(0, len(energies), config.batch):
-            e = energies[start : start + config.batch, None].astype(np.float32)
-            noise = rng.standard_normal((len(e), manifest.noise_dim), dtype=np.float32)
-            wall_0, cpu_0 = time.perf_counter(), time.process_time()
-            showers = loaded.run(e, noise)
-            wall, cpu = wall + time.perf_counter() - wall_0, cpu + time.process_time() - cpu_0
-            writer.append(e.astype(np.float64), showers.reshape(len(e), -1).astype(np.float64))
-    return _Speed(len(energies) / wall if wall > 0 else None, wall, cpu, peak_rss_bytes())
-
-
 def _evaluation_config(config: QualityConfig, dataset_name: str, generated: Path, out: Path) -> EvaluationConfig:
+    shared = {name: getattr(config, name) for name in _EVALUATION_FIELDS}
     return EvaluationConfig(
-        generated=generated,
-        reference=config.reference,
-        dataset=dataset_name,
-        out=out,
-        metrics=config.metrics,
-        runs=config.runs,
-        seed=config.seed,
-        device=config.device,
-        max_showers=config.n,
-        classifier=config.classifier,
-        fpd_min_samples=config.fpd_min_samples,
-        fpd_max_samples=config.fpd_max_samples,
-        kpd_batch_size=config.kpd_batch_size,
-        prdc_k=config.prdc_k,
-        prdc_max_samples=config.prdc_max_samples,
-        threads=config.threads,
-        progress=config.progress,
+        generated=generated, reference=config.reference, dataset=dataset_name, out=out, max_showers=config.n, **shared
     )
 
 
