@@ -3,8 +3,10 @@
 * ``folded``: ONNX Runtime's basic optimisations (constant folding) applied once, so that the float16-compact
   weights (rebuilt in the graph, see ``caloflow.export.onnx_float16``) become dense float32 initializers that the
   rewrites below can see.
-* ``int8`` (CPU): ``onnxruntime.quantization.quantize_dynamic`` of the folded graph: MatMul/Gemm weights in int8
-  (per tensor, symmetric), activations quantised per call; everything else stays float32.
+* ``int8`` (CPU): ``onnxruntime.quantization.quantize_dynamic`` of the folded graph: the weights of the large
+  MatMul/Gemm layers (at least ``INT8_MIN_ELEMENTS`` entries: the student's MADE) in int8 (per tensor), their
+  activations quantised per call; the small conditioning and flow-I layers and everything else stay float32
+  (quantising those too made the demo photon model's E_tot wrong by a factor of up to 2 400).
 * ``fp16`` / ``bf16`` (GPU): every MatMul/Gemm with a constant weight runs in that type (inputs cast in, the
   product cast back to float32); splines, recursion, renormalisation and the MeV outputs stay float32.
 * ``float64``: the whole graph in float64 (the gate's reference, not a serving mode).
@@ -25,6 +27,7 @@ from onnx import AttributeProto, TensorProto, helper, numpy_helper
 __all__ = ["float64_graph", "folded_graph", "half_gemm_graph", "int8_graph"]
 
 _MATRIX_OPS = ("MatMul", "Gemm")
+INT8_MIN_ELEMENTS = 4096
 _HALF_TYPES = {"fp16": TensorProto.FLOAT16, "bf16": TensorProto.BFLOAT16}
 
 
@@ -46,10 +49,26 @@ def int8_graph(model: bytes) -> bytes:
 
     with tempfile.TemporaryDirectory(prefix="caloflow-int8-") as temp:
         source, target = Path(temp) / "folded.onnx", Path(temp) / "int8.onnx"
-        onnx.save(folded_graph(model), str(source))
-        quantize_dynamic(source, target, weight_type=QuantType.QInt8, op_types_to_quantize=list(_MATRIX_OPS))
+        folded = folded_graph(model)
+        onnx.save(folded, str(source))
+        quantize_dynamic(
+            source,
+            target,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=list(_MATRIX_OPS),
+            nodes_to_exclude=_small_matrix_nodes(folded),
+        )
         result: bytes = target.read_bytes()
         return result
+
+
+def _small_matrix_nodes(model: onnx.ModelProto) -> list[str]:
+    sizes = {tensor.name: int(np.prod(tensor.dims)) for tensor in model.graph.initializer}
+    return [
+        node.name
+        for node in model.graph.node
+        if node.op_type in _MATRIX_OPS and len(node.input) > 1 and sizes.get(node.input[1], 0) < INT8_MIN_ELEMENTS
+    ]
 
 
 def half_gemm_graph(model: bytes, mode: str) -> bytes:
