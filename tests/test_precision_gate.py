@@ -4,6 +4,7 @@ renormalisation) fails one. ``caloflow repo gate`` writes its record into the ma
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -46,7 +47,7 @@ def bf16_renormalisation(showers: np.ndarray, incident: np.ndarray) -> np.ndarra
     """Each layer rescaled to its float32 energy, with the voxels and the running sum in bfloat16."""
     result = showers.copy()
     offsets = GEOMETRY["layer_offsets"]
-    for start, stop in zip(offsets[:-1], offsets[1:], strict=True):
+    for start, stop in itertools.pairwise(offsets):
         voxels = bfloat16(showers[:, start:stop])
         total = np.zeros(len(showers), np.float32)
         for column in range(voxels.shape[1]):

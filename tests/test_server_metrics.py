@@ -209,7 +209,9 @@ def test_scrape_after_requests(live: LiveServer) -> None:
     assert sum(-(-c // 64) for c in counts) <= executions <= showers  # batches of at most 64
     assert value(samples, "calo_batch_size_showers_count", **model) == executions
     assert value(samples, "calo_batch_size_showers_sum", **model) == showers
-    assert value(samples, "calo_showers_generated_total", particle="photon", precision="fp32-strict", **model) == showers
+    assert (
+        value(samples, "calo_showers_generated_total", particle="photon", precision="fp32-strict", **model) == showers
+    )
     assert value(samples, "calo_request_duration_seconds_count", protocol="http", **model) == 3
     assert 0 < value(samples, "calo_request_duration_seconds_sum", protocol="http", **model) < 60
     assert value(samples, "calo_time_to_first_chunk_seconds_count", protocol="http", **model) == 3
