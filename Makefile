@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 DATA   ?= data
 SCALE  ?= 1.0
 
-.PHONY: setup protos serve test lint typecheck pytest demo models model-photon model-pion bench-standin bench-generate bench-serve eval-demo clean
+.PHONY: setup protos serve test lint typecheck pytest gpu-check demo models model-photon model-pion bench-standin bench-generate bench-serve eval-demo clean
 
 setup: $(STAMP)
 
@@ -90,3 +90,9 @@ bench-generate: $(STAMP)
 
 bench-serve: $(STAMP)
 	$(BIN)/caloflow bench serve --model caloflow_photon --count 1000000 --json bench_serve.json
+
+# Everything that needs a GPU (CUDA tests, paper-size photon benchmark in every precision mode, the served path on
+# CUDA with its TF32 state asserted, the GPU precision gates) in one run of at most ~8 min on one H100, into one
+# JSON file ($(OUT)/gpu_check.json, or ./gpu_check.json). Without CUDA it writes a "no CUDA device: skipped" file.
+gpu-check: protos
+	$(BIN)/python benchmarks/gpu_check.py --out $${OUT:-.}/gpu_check.json
