@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 DATA   ?= data
 SCALE  ?= 1.0
 
-.PHONY: setup protos serve test lint typecheck pytest demo models model-photon model-pion bench-standin bench-generate bench-serve eval-demo quality clean
+.PHONY: setup protos serve test lint typecheck pytest gpu-check demo models model-photon model-pion bench-standin bench-generate bench-serve eval-demo quality clean
 
 setup: $(STAMP)
 
@@ -105,3 +105,9 @@ quality: $(STAMP) $(DATA)/standin_photon_2.h5 $(DATA)/standin_pion_2.h5
 		--n $(QUALITY_N) --threads 1 --no-progress
 	$(BIN)/caloflow repo quality caloflow_pion --repo model_repo --reference $(DATA)/standin_pion_2.h5 \
 		--n $(QUALITY_N) --threads 1 --no-progress
+
+# Everything that needs a GPU (CUDA tests, paper-size photon benchmark in every precision mode, the served path on
+# CUDA with its TF32 state asserted, the GPU precision gates) in one run of at most ~8 min on one H100, into one
+# JSON file ($(OUT)/gpu_check.json, or ./gpu_check.json). Without CUDA it writes a "no CUDA device: skipped" file.
+gpu-check: protos
+	$(BIN)/python benchmarks/gpu_check.py --out $${OUT:-.}/gpu_check.json

@@ -23,7 +23,13 @@ from caloflow.evaluation import ClassifierSettings
 from caloflow.evaluation.config import EvaluationConfig
 from caloflow.evaluation.quality import gate_records
 from caloflow.evaluation.settings import evaluator_settings, settings_hash
-from caloflow_repo import QUALITY_CHECKSUM_FILENAME, QUALITY_FILENAME, ModelRepository, sha256_file
+from caloflow_repo import (
+    QUALITY_CHECKSUM_FILENAME,
+    QUALITY_FILENAME,
+    ManifestError,
+    ModelRepository,
+    sha256_file,
+)
 from caloflow_server import load_runtime
 
 DEMO_REPO = Path(__file__).resolve().parents[1] / "model_repo"
@@ -67,14 +73,16 @@ def test_repo_quality_writes_a_checksummed_report_of_the_served_version(made: Si
     assert "not Geant4" in report["notice"]
     assert len(report["evaluator"]["settings_hash"]) == 64 and report["evaluator"]["settings"]["n_showers"] == 500
     sample = report["sample"]
-    assert sample["seed"] == 0 and sample["device"] == "cpu" and sample["precision"] == "fp32"
+    assert sample["seed"] == 0 and sample["device"] == "cpu" and sample["precision"] == "fp32-strict"
     assert sample["artifact"] == "model.fast.onnx" and len(sample["artifact_sha256"]) == 64
     counts = {k: v for k, v in report["parameters"].items() if k != "source"}
     assert set(counts) == {"model.onnx", "model.fast.onnx"} and min(counts.values()) > 10_000
     assert report["speed"]["showers_per_s"] > 0 and report["speed"]["batch"] == 1000
     assert report["speed"]["threads"] == 1 and report["speed"]["cpu_seconds"] > 0
     assert report["memory"]["peak_host_rss_bytes"] > 100 * 2**20
-    assert report["gates"] == []  # the demo manifests have no precision gate records yet
+    manifest = ModelRepository(made.repo).manifest("caloflow_photon", made.version)
+    gates = manifest.extra["precision_gates"]  # the demo model's int8 gate record, copied whole
+    assert report["gates"] == [{**gates["int8"], "mode": "int8"}] and report["gates"][0]["verdict"] == "fail"
     metrics = report["metrics"]
     assert {"classifiers", "fpd", "kpd", "w1", "prdc", "layer_correlations"} <= set(metrics)
     assert report["evaluator"]["settings"]["metrics"] == ["corr", "cls-high", "fpd", "kpd", "w1", "prdc"]
@@ -107,7 +115,8 @@ def test_repo_show_prints_the_report_summary(made: SimpleNamespace, capsys: pyte
     assert f"quality.json sha256 {digest[:16]} (verified)" in out
     assert "standin_photon_2.h5 (stand-in, not Geant4)" in out
     assert f"evaluator settings {report['evaluator']['settings_hash'][:16]}" in out
-    assert "showers/s at batch 1000, 1 thread(s)" in out and "PRDC" in out and "gates: 0 record(s)" in out
+    assert "showers/s at batch 1000, 1 thread(s)" in out and "PRDC" in out
+    assert "gates: 1 record(s) (int8 fail on cpu)" in out
     code, out, _ = _run(capsys, "repo", "show", "caloflow_pion", "--repo", str(made.repo))
     assert code == 0 and "quality:\n    none" in out
 
@@ -158,10 +167,15 @@ def test_every_evaluator_setting_changes_the_hash(change: dict[str, Any], tmp_pa
 
 
 def test_gate_records_are_copied_from_the_manifest_or_empty() -> None:
-    record = {"device_class": "cpu", "verdict": "pass"}
-    assert gate_records(SimpleNamespace(precisions={"int8": record}, extra={})) == [{"mode": "int8", **record}]
-    assert gate_records(SimpleNamespace(extra={"precision_gates": [record]})) == [record]
+    record = {"device_class": "cpu", "verdict": "pass", "timestamp_utc": "2026-12-07T00:00:00Z", "n": 10}
+    gates = {"int8": record, "bf16": {**record, "device_class": "gpu:H100"}}
+    assert gate_records(SimpleNamespace(extra={"precision_gates": gates})) == [
+        {**gates["bf16"], "mode": "bf16"},
+        {**record, "mode": "int8"},
+    ]
     assert gate_records(SimpleNamespace(extra={})) == []
+    with pytest.raises(ManifestError, match=r"precision_gates\.int8\.verdict"):
+        gate_records(SimpleNamespace(extra={"precision_gates": {"int8": {**record, "verdict": "maybe"}}}))
 
 
 @pytest.fixture(scope="module")

@@ -104,7 +104,7 @@ class ServerThread:
         options: dict[str, Any],
         grpc_options: dict[str, Any],
     ) -> tuple[GenerationService, Any]:
-        service = GenerationService(repository, loaded, observer_for=lambda _: self.recorder, **options)
+        service = GenerationService(repository, loaded, observer_for=lambda *_: self.recorder, **options)
         server = build_grpc_server(
             service,
             host="127.0.0.1",

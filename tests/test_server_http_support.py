@@ -89,7 +89,10 @@ def build_served(
     options: dict[str, Any] = {"max_count": 100_000, "max_batch_showers": 64, "deterministic": True}
     options.update(service_options)
     service = GenerationService(
-        repository, loaded, observer_for=lambda model: _Both(metrics.observer_for(model), recorder), **options
+        repository,
+        loaded,
+        observer_for=lambda model, precision: _Both(metrics.observer_for(model, precision), recorder),
+        **options,
     )
     control = ModelControl(service, intra_op_threads=1, drain_timeout_s=5.0, on_state=metrics.model_state)
     app = build_http_app(

@@ -40,22 +40,38 @@ from caloflow_repo._manifest import (
     utc_now_iso,
 )
 from caloflow_repo._names import parse_version, validate_filename, validate_model_name
+from caloflow_repo._precision import (
+    CPU_CLASS,
+    DEFAULT_PRECISION,
+    GPU_ONLY_PRECISIONS,
+    PRECISION_GATES_KEY,
+    PRECISIONS,
+    check_precision_gates,
+    default_precision,
+    enabled_precisions,
+    gpu_class,
+)
 from caloflow_repo._quality import QUALITY_CHECKSUM_FILENAME, QUALITY_FILENAME, QualityNotFoundError
 from caloflow_repo._repository import CONFIG_FILENAME, DEFAULT_POINTER, ModelRepository
 from caloflow_repo._triton_config import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_QUEUE_DELAY_US, render_config_pbtxt
 
 __all__ = [
     "CONFIG_FILENAME",
+    "CPU_CLASS",
     "DATASET_FIELDS",
     "DEFAULT_MAX_BATCH_SIZE",
     "DEFAULT_MAX_QUEUE_DELAY_US",
     "DEFAULT_POINTER",
+    "DEFAULT_PRECISION",
     "FILE_LAYOUTS",
     "GEOMETRY_KINDS",
+    "GPU_ONLY_PRECISIONS",
     "INPUT_ENERGY",
     "INPUT_NOISE",
     "MANIFEST_FILENAME",
     "OUTPUT_SHOWERS",
+    "PRECISIONS",
+    "PRECISION_GATES_KEY",
     "QUALITY_CHECKSUM_FILENAME",
     "QUALITY_FILENAME",
     "SCHEMA_VERSION",
@@ -71,6 +87,10 @@ __all__ = [
     "RepositoryError",
     "TensorSpec",
     "VersionNotFoundError",
+    "check_precision_gates",
+    "default_precision",
+    "enabled_precisions",
+    "gpu_class",
     "legacy_dataset_fields",
     "parse_version",
     "render_config_pbtxt",

@@ -24,6 +24,7 @@ from caloflow_repo._fields import (
 )
 from caloflow_repo._geometry import check_geometry
 from caloflow_repo._names import validate_filename, validate_model_name
+from caloflow_repo._precision import check_precision_gates
 
 SCHEMA_VERSION = 1
 MANIFEST_FILENAME = "manifest.json"
@@ -143,6 +144,7 @@ class Manifest:
         _validate_created_utc(self.created_utc)
         check_str(self.producer, "producer", nonempty=True)
         check_mapping(self.extra, "extra")
+        check_precision_gates(self.extra)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

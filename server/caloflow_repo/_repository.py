@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from caloflow_repo._atomic import create_exclusive, fsync_dir, make_temp_dir, replace_atomic, write_durable
 from caloflow_repo._checksums import copy_with_sha256, sha256_file
@@ -28,6 +29,7 @@ from caloflow_repo._errors import (
 )
 from caloflow_repo._manifest import MANIFEST_FILENAME, ArtifactInfo, Manifest
 from caloflow_repo._names import is_version_name, parse_version, validate_filename, validate_model_name
+from caloflow_repo._precision import PRECISION_GATES_KEY
 from caloflow_repo._quality import (
     QUALITY_CHECKSUM_FILENAME,
     QUALITY_FILENAME,
@@ -186,6 +188,19 @@ class ModelRepository:
         self._point_default(model, version, make_default)
         logger.info("published %s version %d in %s", model, version, self.root)
         return version
+
+    def record_precision_gate(self, model: str, version: int | str, mode: str, record: dict[str, Any]) -> Manifest:
+        """Write ``record`` as the gate record of ``mode`` into the version's manifest (``extra.precision_gates``),
+        replacing an earlier one; the artifacts are verified first and stay untouched, so ``verify`` still passes.
+        The manifest is rewritten atomically (readers see the old or the new file, never a mix)."""
+        manifest = self.verify(model, version)
+        gates = dict(manifest.extra.get(PRECISION_GATES_KEY, {}))
+        gates[mode] = record
+        updated = dataclasses.replace(manifest, extra={**manifest.extra, PRECISION_GATES_KEY: gates})
+        updated.validate()
+        replace_atomic(self.root / model / str(manifest.version) / MANIFEST_FILENAME, updated.to_json())
+        logger.info("recorded the %s gate (%s) in %s version %d", mode, record.get("verdict"), model, manifest.version)
+        return updated
 
     def remove_version(self, model: str, version: int | str) -> None:
         """Delete a version that is not the default. It leaves the version namespace in one rename (readers see

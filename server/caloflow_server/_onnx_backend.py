@@ -11,8 +11,9 @@ import numpy as np
 import onnxruntime as ort
 from torch import Tensor
 
-from caloflow_repo import INPUT_ENERGY, INPUT_NOISE, OUTPUT_SHOWERS
+from caloflow_repo import DEFAULT_PRECISION, GPU_ONLY_PRECISIONS, INPUT_ENERGY, INPUT_NOISE, OUTPUT_SHOWERS, PRECISIONS
 from caloflow_server._device import cuda_index, normalize_device
+from caloflow_server._onnx_precision import half_gemm_graph, int8_graph
 from caloflow_server.errors import DeviceOutOfMemoryError, InferenceError, RuntimeLoadError
 
 logger = logging.getLogger(__name__)
@@ -28,6 +29,11 @@ class OnnxRuntimeBackend:
     ``model``: a path or the serialized graph (bytes, as verified against the manifest). A CUDA device
     creates the session with the CUDA execution provider and refuses (``RuntimeLoadError``) when the
     session's first active provider is not CUDA: never a silent CPU fallback.
+
+    ``precision``: ``fp32-strict`` (the graph as exported; on CUDA with ``use_tf32=0``, asserted on the created
+    session), ``tf32`` (CUDA, ``use_tf32=1``), ``fp16`` / ``bf16`` (CUDA: constant-weight MatMul/Gemm in that
+    type) or ``int8`` (CPU: dynamically quantised weights). Whether a mode may be *served* is the gate's business
+    (``caloflow_repo.enabled_precisions``); this class only builds it.
     """
 
     backend = "onnx"
@@ -40,9 +46,11 @@ class OnnxRuntimeBackend:
         intra_op_threads: int | None = None,
         noise_dim: int | None = None,
         n_voxels: int | None = None,
+        precision: str = DEFAULT_PRECISION,
     ) -> None:
         self.device = normalize_device(device)
-        self._session = _create_session(model, self.device, intra_op_threads)
+        self.precision = _check_precision(precision, self.device)
+        self._session = _create_session(_graph_for(model, precision), self.device, intra_op_threads, precision)
         graph_noise_dim, graph_voxels = _signature(self._session)
         self.noise_dim = _agree("noise_dim", noise_dim, graph_noise_dim)
         self.n_voxels = _agree("n_voxels", n_voxels, graph_voxels)
@@ -65,7 +73,36 @@ class OnnxRuntimeBackend:
             self.run(incident, np.zeros((size, self.noise_dim), dtype=np.float32))
 
 
-def _create_session(model: str | Path | bytes, device: str, intra_op_threads: int | None) -> ort.InferenceSession:
+def _check_precision(precision: str, device: str) -> str:
+    if precision not in PRECISIONS:
+        raise RuntimeLoadError(f"unknown precision {precision!r} (one of {list(PRECISIONS)})")
+    on_gpu = cuda_index(device) is not None
+    if precision in GPU_ONLY_PRECISIONS and not on_gpu:
+        raise RuntimeLoadError(f"precision {precision!r} needs a CUDA device, not {device}")
+    if precision == "int8" and on_gpu:
+        raise RuntimeLoadError(f"precision 'int8' is a CPU mode (ONNX Runtime dynamic quantisation), not for {device}")
+    return precision
+
+
+def _graph_for(model: str | Path | bytes, precision: str) -> str | Path | bytes:
+    if precision in (DEFAULT_PRECISION, "tf32"):
+        return model
+    data = model if isinstance(model, bytes) else Path(model).read_bytes()
+    try:
+        return int8_graph(data) if precision == "int8" else half_gemm_graph(data, precision)
+    except Exception as exc:  # onnx / onnxruntime raise their own types
+        raise RuntimeLoadError(f"cannot build the {precision} graph: {exc}") from exc
+
+
+def cuda_tf32_option(session: ort.InferenceSession) -> str | None:
+    """The ``use_tf32`` option of the session's CUDA provider as ONNX Runtime reports it (None without CUDA)."""
+    options = session.get_provider_options().get(_CUDA_PROVIDER)
+    return None if options is None else str(options.get("use_tf32"))
+
+
+def _create_session(
+    model: str | Path | bytes, device: str, intra_op_threads: int | None, precision: str = DEFAULT_PRECISION
+) -> ort.InferenceSession:
     options = ort.SessionOptions()
     if intra_op_threads is not None:
         options.intra_op_num_threads = intra_op_threads
@@ -77,7 +114,8 @@ def _create_session(model: str | Path | bytes, device: str, intra_op_threads: in
                 f"asked for {device} but this onnxruntime build has no CUDA provider "
                 f"({ort.get_available_providers()}); install onnxruntime-gpu - refusing a silent CPU fallback"
             )
-        providers = [(_CUDA_PROVIDER, {"device_id": index}), _CPU_PROVIDER]
+        tf32 = "1" if precision == "tf32" else "0"  # set explicitly: ORT >= 1.18 turns TF32 on by default
+        providers = [(_CUDA_PROVIDER, {"device_id": index, "use_tf32": tf32}), _CPU_PROVIDER]
     source = model if isinstance(model, bytes) else str(model)
     try:
         session = ort.InferenceSession(source, options, providers=providers)
@@ -89,6 +127,11 @@ def _create_session(model: str | Path | bytes, device: str, intra_op_threads: in
             f"asked for {device} but onnxruntime's active providers are {active} (available: "
             f"{ort.get_available_providers()}); refusing a silent CPU fallback - check the onnxruntime-gpu, "
             "CUDA and cuDNN versions"
+        )
+    if index is not None and cuda_tf32_option(session) != tf32:
+        raise RuntimeLoadError(
+            f"precision {precision!r} needs ONNX Runtime's CUDA use_tf32={tf32}, the session reports "
+            f"{cuda_tf32_option(session)!r}"
         )
     return session
 

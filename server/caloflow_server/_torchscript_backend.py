@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from caloflow_repo import DEFAULT_PRECISION
 from caloflow_server._device import normalize_device
 from caloflow_server.errors import DeviceOutOfMemoryError, InferenceError, RuntimeLoadError
 
@@ -24,11 +25,26 @@ class TorchScriptBackend:
     ``model``: a path or the serialized module (bytes, as verified against the manifest). A CUDA device that
     torch cannot use is refused with ``RuntimeLoadError``, never replaced by the CPU. Torch's thread count is
     process-wide and is left to ``main()``.
+
+    Serves ``fp32-strict`` only: TF32 is switched off for matmuls and cuDNN (process-wide torch flags) and that
+    is asserted at load; any other precision is refused with ``RuntimeLoadError``.
     """
 
     backend = "torchscript"
 
-    def __init__(self, model: str | Path | bytes, device: str = "cpu", *, noise_dim: int, n_voxels: int) -> None:
+    def __init__(
+        self,
+        model: str | Path | bytes,
+        device: str = "cpu",
+        *,
+        noise_dim: int,
+        n_voxels: int,
+        precision: str = DEFAULT_PRECISION,
+    ) -> None:
+        if precision != DEFAULT_PRECISION:
+            raise RuntimeLoadError(f"the torchscript backend serves {DEFAULT_PRECISION} only, not {precision!r}")
+        self.precision = precision
+        strict_fp32_torch()
         self.device = normalize_device(device)
         self.noise_dim = noise_dim
         self.n_voxels = n_voxels
@@ -56,6 +72,14 @@ class TorchScriptBackend:
         for size in batch_sizes:
             incident = np.full((size, 1), energy_mev, dtype=np.float32)
             self.run(incident, np.zeros((size, self.noise_dim), dtype=np.float32))
+
+
+def strict_fp32_torch() -> None:
+    """Switch TF32 off for torch matmuls and cuDNN, and assert that it is off (``fp32-strict``)."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    if torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32:
+        raise RuntimeLoadError("fp32-strict: torch still reports TF32 enabled for matmul or cuDNN")
 
 
 def _torch_device(device: str) -> torch.device:

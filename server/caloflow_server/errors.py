@@ -24,6 +24,7 @@ __all__ = [
     "ModelNotLoadedError",
     "NonFiniteOutputError",
     "NotFoundError",
+    "PrecisionNotEnabledError",
     "QueueFullError",
     "RequestCancelledError",
     "ResponseTooLargeError",
@@ -46,6 +47,19 @@ class InvalidArgumentError(CaloflowServerError, ValueError):
         super().__init__(f"{field}: {message}" if field else message)
         self.field = field
         self.reason = message
+
+
+class PrecisionNotEnabledError(InvalidArgumentError):
+    """The request names a precision mode that the model version does not serve here (no gate record, a failed
+    one, or one measured on another device class); the message lists the enabled modes."""
+
+    def __init__(self, precision: str, model: str, version: int, device_class: str, enabled: tuple[str, ...]) -> None:
+        super().__init__(
+            "precision",
+            f"{precision!r} is not enabled for {model} version {version} on {device_class} (ungated, failed or gated "
+            f"on another device class); enabled: {', '.join(enabled)}",
+        )
+        self.enabled = enabled
 
 
 class NotFoundError(CaloflowServerError, LookupError):
@@ -143,6 +157,7 @@ _INTERNAL = ErrorStatus(500, "INTERNAL", "backend")
 ERROR_STATUS: dict[type[CaloflowServerError], ErrorStatus] = {
     CaloflowServerError: ErrorStatus(500, "INTERNAL", "other"),
     InvalidArgumentError: _INVALID,
+    PrecisionNotEnabledError: ErrorStatus(422, "INVALID_ARGUMENT", "invalid"),
     NotFoundError: _NOT_FOUND,
     UnknownModelError: _NOT_FOUND,
     UnknownVersionError: _NOT_FOUND,

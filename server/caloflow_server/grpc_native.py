@@ -127,6 +127,8 @@ class ShowerServicer:
             description=manifest.description,
             deterministic=self._service.batcher(loaded.model, loaded.version).deterministic,
             max_count=self._max_count,
+            precisions=list(loaded.precisions),
+            default_precision=loaded.default_precision,
         )
 
 
@@ -145,6 +147,7 @@ def generate_request(request: pb.GenerateRequest) -> GenerateRequest:
         start_index=request.start_index,
         allow_extrapolation=request.allow_extrapolation,
         chunk_showers=request.chunk_showers or None,
+        precision=request.precision or None,
     )
 
 
@@ -170,6 +173,7 @@ def header_message(header: StreamHeader) -> pb.ShowerChunk:
             shower_shape=list(header.shower_shape),
             file_layout=header.file_layout,
             geometry_kind=header.geometry_kind,
+            precision=header.precision,
         )
     )
 

@@ -62,6 +62,7 @@ class InferInputs:
     seed: int | None
     start_index: int
     allow_extrapolation: bool
+    precision: str | None = None
 
 
 class InferenceServicer:
@@ -249,6 +250,7 @@ class InferenceServicer:
                 seed=inputs.seed,
                 start_index=inputs.start_index,
                 allow_extrapolation=inputs.allow_extrapolation,
+                precision=inputs.precision,
             )
         )
 
@@ -298,6 +300,7 @@ def decode_inputs(request: pb.ModelInferRequest) -> InferInputs:
         seed=_seed(arrays.get(INPUT_SEED), energies.shape[0], _int_parameter(request.parameters, "seed")),
         start_index=_int_parameter(request.parameters, "start_index") or 0,
         allow_extrapolation=_bool_parameter(request.parameters, "allow_extrapolation"),
+        precision=_str_parameter(request.parameters, "precision"),
     )
 
 
@@ -372,6 +375,15 @@ def _int_parameter(parameters: Mapping[str, pb.InferParameter], key: str) -> int
     )
 
 
+def _str_parameter(parameters: Mapping[str, pb.InferParameter], key: str) -> str | None:
+    if key not in parameters:
+        return None
+    parameter = parameters[key]
+    if parameter.WhichOneof("parameter_choice") != "string_param":
+        raise InvalidArgumentError(f"parameters.{key}", "must be a string")
+    return parameter.string_param
+
+
 def _bool_parameter(parameters: Mapping[str, pb.InferParameter], key: str) -> bool:
     if key not in parameters:
         return False
@@ -427,6 +439,7 @@ def infer_response(request: pb.ModelInferRequest, stream: GenerationStream, data
             "start_index": pb.InferParameter(uint64_param=header.start_index),
             "artifact_sha256": pb.InferParameter(string_param=header.sha256),
             "showers_sha256": pb.InferParameter(string_param=trailer.sha256),
+            "precision": pb.InferParameter(string_param=header.precision),
         },
         outputs=[
             pb.ModelInferResponse.InferOutputTensor(

@@ -135,6 +135,11 @@ class GenerateBody(BaseModel):
     allow_extrapolation: bool = Field(False, description="allow energies outside the model's trained range")
     chunk_showers: int | None = Field(None, description="showers per streamed chunk", json_schema_extra=_AT_LEAST_1)
     format: OutputFormat | None = Field(None, description="overrides the Accept header")
+    precision: str | None = Field(
+        None,
+        description="precision mode (fp32-strict, tf32, bf16, fp16, int8); absent: the version's default. "
+        "A mode without a passing gate record for this server's device class is refused with 422",
+    )
 
     def to_request(self) -> GenerateRequest:
         return GenerateRequest(
@@ -149,6 +154,7 @@ class GenerateBody(BaseModel):
             start_index=self.start_index,
             allow_extrapolation=self.allow_extrapolation,
             chunk_showers=self.chunk_showers,
+            precision=self.precision,
         )
 
     def showers_asked(self) -> int | None:
@@ -212,6 +218,7 @@ def stream_headers(header: StreamHeader, request_id: str) -> dict[str, str]:
         "X-Deterministic": str(header.deterministic).lower(),
         "X-Standin": str(header.standin).lower(),
         "X-Extrapolated": str(header.extrapolated).lower(),
+        "X-Precision": header.precision,
     }
     if header.energy_mev is not None:
         headers["X-Incident-Energy-Mev"] = repr(float(header.energy_mev))

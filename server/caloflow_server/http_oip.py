@@ -44,7 +44,7 @@ from caloflow_server.errors import (
 from caloflow_server.http_common import TrackedGeneration, bearer_token_matches, error_response, request_id_of
 from caloflow_server.metrics import RequestObserver
 from caloflow_server.runtime import LoadedModel
-from caloflow_server.service import GenerateRequest, GenerationService
+from caloflow_server.service import GenerateRequest, GenerationService, StreamHeader
 
 __all__ = ["EXTENSIONS", "INPUT_SEED", "InferRequest", "build_oip_router", "parse_infer_request"]
 
@@ -72,6 +72,7 @@ class InferRequest:
     start_index: int
     allow_extrapolation: bool
     binary_output: bool
+    precision: str | None = None
 
 
 # --------------------------------------------------------------------------------------------- parsing
@@ -96,6 +97,7 @@ def parse_infer_request(body: bytes, header_length: str | None, max_batch_size: 
         _int_parameter(parameters, "start_index", 0),
         _bool_parameter(parameters, "allow_extrapolation"),
         _binary_output(document.get("outputs"), parameters),
+        _str_parameter(parameters, "precision"),
     )
 
 
@@ -226,6 +228,13 @@ def _int_parameter(parameters: dict[str, Any], name: str, default: int) -> int:
     value = parameters.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidArgumentError(f"parameters.{name}", f"must be an integer, got {value!r}")
+    return value
+
+
+def _str_parameter(parameters: dict[str, Any], name: str) -> str | None:
+    value = parameters.get(name)
+    if value is not None and not isinstance(value, str):
+        raise InvalidArgumentError(f"parameters.{name}", f"must be a string, got {value!r}")
     return value
 
 
@@ -382,6 +391,7 @@ def build_oip_router(
                     start_index=parsed.start_index,
                     allow_extrapolation=parsed.allow_extrapolation,
                     chunk_showers=int(parsed.energies_mev.size),
+                    precision=parsed.precision,
                 )
             )
         except CaloflowServerError as exc:
@@ -395,7 +405,7 @@ def build_oip_router(
         finally:
             await call.close()
         shaped = showers.reshape(-1, *stream.header.shower_shape)
-        return _infer_response(parsed, stream.header.model, stream.header.version, stream.header.seed, shaped)
+        return _infer_response(parsed, stream.header, shaped)
 
     @router.post("/repository/index")
     async def repository_index(request: Request) -> list[dict[str, Any]]:
@@ -487,12 +497,12 @@ def _json_object(body: bytes) -> dict[str, Any]:
     return document
 
 
-def _infer_response(parsed: InferRequest, model: str, version: int, seed: int, showers: np.ndarray) -> Response:
+def _infer_response(parsed: InferRequest, header: StreamHeader, showers: np.ndarray) -> Response:
     output: dict[str, Any] = {"name": OUTPUT_SHOWERS, "datatype": "FP32", "shape": list(showers.shape)}
     document: dict[str, Any] = {
-        "model_name": model,
-        "model_version": str(version),
-        "parameters": {"seed": seed, "start_index": parsed.start_index},
+        "model_name": header.model,
+        "model_version": str(header.version),
+        "parameters": {"seed": header.seed, "start_index": parsed.start_index, "precision": header.precision},
         "outputs": [output],
     }
     if parsed.id is not None:
@@ -502,9 +512,9 @@ def _infer_response(parsed: InferRequest, model: str, version: int, seed: int, s
         return Response(json.dumps(document, separators=(",", ":")), media_type="application/json")
     raw = np.ascontiguousarray(showers, dtype="<f4").tobytes()
     output["parameters"] = {"binary_data_size": len(raw)}
-    header = json.dumps(document, separators=(",", ":")).encode()
+    prefix = json.dumps(document, separators=(",", ":")).encode()
     return Response(
-        header + raw,
+        prefix + raw,
         media_type="application/octet-stream",
-        headers={"Inference-Header-Content-Length": str(len(header))},
+        headers={"Inference-Header-Content-Length": str(len(prefix))},
     )

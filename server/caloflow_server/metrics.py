@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from caloflow_repo import DEFAULT_PRECISION
 from caloflow_server.batcher import BatcherObserver, BatchStats, RequestStats
 from caloflow_server.runtime import LoadedModel
 
@@ -205,10 +206,11 @@ def _format(value: float) -> str:
 class _ModelObserver:
     """The ``BatcherObserver`` of one model version."""
 
-    def __init__(self, metrics: ServerMetrics, model: str, version: str, particle: str) -> None:
+    def __init__(self, metrics: ServerMetrics, model: str, version: str, particle: str, precision: str) -> None:
         self._metrics = metrics
         self._labels = {"model": model, "version": version}
         self._particle = particle
+        self._precision = precision
 
     def on_batch(self, stats: BatchStats) -> None:
         metrics, labels = self._metrics, self._labels
@@ -231,7 +233,9 @@ class _ModelObserver:
             metrics.triton.add("nv_inference_request_failure", 1, reason=reason, **labels)
         metrics.triton.add("nv_inference_queue_duration_us", stats.queue_seconds * _US, **labels)
         metrics.triton.add("nv_inference_compute_infer_duration_us", stats.compute_seconds * _US, **labels)
-        metrics.showers_generated.labels(particle=self._particle, **labels).inc(stats.delivered)
+        metrics.showers_generated.labels(particle=self._particle, precision=self._precision, **labels).inc(
+            stats.delivered
+        )
 
 
 class ServerMetrics:
@@ -273,7 +277,10 @@ class ServerMetrics:
             registry=self.registry,
         )  # fmt: skip
         self.showers_generated = Counter(
-            "calo_showers_generated", "Showers delivered to clients", (*model, "particle"), registry=self.registry
+            "calo_showers_generated",
+            "Showers delivered to clients, by the precision mode that computed them",
+            (*model, "particle", "precision"),
+            registry=self.registry,
         )
         self.pending_showers = Gauge(
             "calo_pending_showers", "Admitted showers not yet computed", model, registry=self.registry
@@ -301,14 +308,15 @@ class ServerMetrics:
         return Histogram(name, doc, tuple(labels), registry=self.registry, buckets=tuple(buckets))
 
     # ------------------------------------------------------------------------------- observers
-    def observer_for(self, loaded: LoadedModel) -> BatcherObserver:
-        """The batcher observer of one model version (the ``observer_for`` argument of ``GenerationService``)."""
+    def observer_for(self, loaded: LoadedModel, precision: str = DEFAULT_PRECISION) -> BatcherObserver:
+        """The batcher observer of one model version in one precision mode (``GenerationService``'s
+        ``observer_for``); ``calo_showers_generated_total`` carries the ``precision`` label."""
         version = str(loaded.version)
         self.triton.touch(loaded.model, version)
-        self._touch(loaded.model, version, loaded.manifest.particle)
-        return _ModelObserver(self, loaded.model, version, loaded.manifest.particle)
+        self._touch(loaded.model, version, loaded.manifest.particle, precision)
+        return _ModelObserver(self, loaded.model, version, loaded.manifest.particle, precision)
 
-    def _touch(self, model: str, version: str, particle: str) -> None:
+    def _touch(self, model: str, version: str, particle: str, precision: str) -> None:
         """Create the model version's series at zero, so that ``rate()`` counts its very first request too."""
         labels = {"model": model, "version": version}
         for histogram in (self.queue_duration, self.compute_duration, self.batch_size):
@@ -317,7 +325,7 @@ class ServerMetrics:
             self.request_duration.labels(protocol=protocol, **labels)
             self.first_chunk.labels(protocol=protocol, **labels)
             self.requests.labels(protocol=protocol, status="ok")
-        self.showers_generated.labels(particle=particle, **labels)
+        self.showers_generated.labels(particle=particle, precision=precision, **labels)
         self.pending_showers.labels(**labels)
 
     def stream_opened(self, protocol: str) -> None:

@@ -14,22 +14,26 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 from torch import Tensor
 
 from caloflow_repo import (
+    DEFAULT_PRECISION,
     ArtifactInfo,
     Manifest,
     ModelNotFoundError,
     ModelRepository,
     RepositoryError,
     VersionNotFoundError,
+    default_precision,
+    enabled_precisions,
 )
 from caloflow_repo import ChecksumError as RepoChecksumError
+from caloflow_server._device import device_class
 from caloflow_server._onnx_backend import OnnxRuntimeBackend
 from caloflow_server._torchscript_backend import TorchScriptBackend
 from caloflow_server.errors import (
@@ -47,6 +51,7 @@ __all__ = [
     "OnnxRuntimeBackend",
     "Runtime",
     "TorchScriptBackend",
+    "build_runtime",
     "check_showers",
     "load_runtime",
 ]
@@ -110,11 +115,26 @@ def _bad_output(showers: np.ndarray) -> NonFiniteOutputError:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """One verified model version on a device: its manifest, the artifact that runs, and the runtime."""
+    """One verified model version on a device: its manifest, the artifact that runs, and the runtime.
+
+    ``runtime`` runs ``fp32-strict``; ``reduced`` holds a runtime per other precision mode the manifest's gate
+    records enable on ``device_class`` for this artifact; ``default_precision`` is what a request naming none gets.
+    """
 
     manifest: Manifest
     artifact: ArtifactInfo
     runtime: Runtime
+    reduced: Mapping[str, Runtime] = field(default_factory=dict)
+    default_precision: str = DEFAULT_PRECISION
+    device_class: str = "cpu"
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        """The precision modes this version serves: ``fp32-strict`` first, then the gated ones."""
+        return (DEFAULT_PRECISION, *self.reduced)
+
+    def runtime_for(self, precision: str) -> Runtime:
+        return self.runtime if precision == DEFAULT_PRECISION else self.reduced[precision]
 
     @property
     def model(self) -> str:
@@ -154,16 +174,25 @@ def load_runtime(
     manifest = _verify(repository, model, version)
     artifact = _choose_artifact(manifest, backend)
     data = _read_verified(repository, manifest, artifact)
-    runtime = _make_runtime(data, artifact, manifest, device, intra_op_threads)
+    runtime = build_runtime(data, artifact, manifest, device, intra_op_threads)
+    klass = device_class(device)
+    enabled = enabled_precisions(manifest.extra, klass, artifact.sha256)
+    reduced = {
+        mode: build_runtime(data, artifact, manifest, device, intra_op_threads, mode)
+        for mode in enabled
+        if mode != DEFAULT_PRECISION
+    }
     logger.info(
-        "loaded %s@%d (%s, sha256 %s) on %s",
+        "loaded %s@%d (%s, sha256 %s) on %s (%s); precisions %s",
         manifest.model,
         manifest.version,
         artifact.filename,
         artifact.sha256[:12],
         runtime.device,
+        klass,
+        ", ".join(enabled),
     )
-    return LoadedModel(manifest, artifact, runtime)
+    return LoadedModel(manifest, artifact, runtime, reduced, default_precision(manifest.extra, enabled), klass)
 
 
 def _verify(repository: ModelRepository, model: str, version: int | str | None) -> Manifest:
@@ -205,11 +234,18 @@ def _read_verified(repository: ModelRepository, manifest: Manifest, artifact: Ar
     return data
 
 
-def _make_runtime(
-    data: bytes, artifact: ArtifactInfo, manifest: Manifest, device: str, intra_op_threads: int | None
+def build_runtime(
+    data: bytes,
+    artifact: ArtifactInfo,
+    manifest: Manifest,
+    device: str,
+    intra_op_threads: int | None = None,
+    precision: str = DEFAULT_PRECISION,
 ) -> Runtime:
+    """The verified artifact ``data`` in ``precision`` on ``device``, gated or not (the gate itself uses this)."""
+    noise_dim, n_voxels = manifest.noise_dim, manifest.n_voxels
     if artifact.format in _ONNX_FORMATS:
         return OnnxRuntimeBackend(
-            data, device, intra_op_threads=intra_op_threads, noise_dim=manifest.noise_dim, n_voxels=manifest.n_voxels
+            data, device, intra_op_threads=intra_op_threads, noise_dim=noise_dim, n_voxels=n_voxels, precision=precision
         )
-    return TorchScriptBackend(data, device, noise_dim=manifest.noise_dim, n_voxels=manifest.n_voxels)
+    return TorchScriptBackend(data, device, noise_dim=noise_dim, n_voxels=n_voxels, precision=precision)

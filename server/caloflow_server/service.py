@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from caloflow_repo import InvalidNameError, Manifest, ModelRepository, RepositoryError, parse_version
+from caloflow_repo import DEFAULT_PRECISION, InvalidNameError, Manifest, ModelRepository, RepositoryError, parse_version
 from caloflow_server.batcher import (
     Batcher,
     BatcherObserver,
@@ -40,6 +40,7 @@ from caloflow_server.errors import (
     DrainingError,
     InvalidArgumentError,
     ModelNotLoadedError,
+    PrecisionNotEnabledError,
     UnknownModelError,
     UnknownVersionError,
     status_for,
@@ -78,6 +79,7 @@ class GenerateRequest:
     start_index: int = 0
     allow_extrapolation: bool = False
     chunk_showers: int | None = None
+    precision: str | None = None  # None: the version's default precision
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ class GenerationPlan:
     energy_mev: float | None
     energies_mev: np.ndarray | None
     extrapolated: bool
+    precision: str = DEFAULT_PRECISION
 
     @property
     def energies(self) -> EnergySource:
@@ -126,6 +129,7 @@ class StreamHeader:
     extrapolated: bool
     standin: bool  # the model was trained on stand-in data, not Geant4
     dtype: str = "float32-le"
+    precision: str = DEFAULT_PRECISION  # the precision mode that computed the showers
 
 
 @dataclass(frozen=True)
@@ -223,7 +227,11 @@ class GenerationStream:
 @dataclass
 class _ServedModel:
     loaded: LoadedModel
-    batcher: Batcher
+    batchers: dict[str, Batcher]  # one per precision mode the version serves
+
+    @property
+    def batcher(self) -> Batcher:
+        return self.batchers[DEFAULT_PRECISION]
 
 
 @dataclass
@@ -239,7 +247,8 @@ class GenerationService:
     ``loaded``: the verified, loaded model versions to serve (one ``Batcher`` each, built with
     ``batcher_options``: ``max_batch_showers``, ``max_delay_ms``, ``deterministic`` ...). ``observer_for``:
     the stats observer of each version's batcher. ``dataset_models``: which model serves a dataset (or its alias,
-    a particle) when several do. ``chunk_bytes``: the default chunk size, in shower bytes.
+    a particle) when several do. ``chunk_bytes``: the default chunk size, in shower bytes. Each precision mode a
+    version serves (``LoadedModel.precisions``) has its own batcher (``observer_for(loaded, precision)``).
     """
 
     def __init__(
@@ -251,7 +260,7 @@ class GenerationService:
         max_chunk_showers: int = 65_536,
         chunk_bytes: int = 2 * 1024 * 1024,
         dataset_models: Mapping[str, str] | None = None,
-        observer_for: Callable[[LoadedModel], BatcherObserver] | None = None,
+        observer_for: Callable[[LoadedModel, str], BatcherObserver] | None = None,
         **batcher_options: Any,
     ) -> None:
         self.repository = repository
@@ -262,7 +271,7 @@ class GenerationService:
         self._default_overrides: dict[str, int] = {}
         self._retiring: set[asyncio.Task[None]] = set()
         for model in loaded:
-            self._served[(model.model, model.version)] = _ServedModel(model, self._new_batcher(model))
+            self._served[(model.model, model.version)] = self._new_served(model)
         self._dataset_models = dict(dataset_models or {})
         self.draining = False
 
@@ -284,9 +293,10 @@ class GenerationService:
 
         Must be called on the event loop (a replaced version's batcher drains there in the background)."""
         previous = self._served.get((loaded.model, loaded.version))
-        self._served[(loaded.model, loaded.version)] = _ServedModel(loaded, self._new_batcher(loaded))
+        self._served[(loaded.model, loaded.version)] = self._new_served(loaded)
         if previous is not None:
-            self._retire(previous.batcher, drain_timeout_s)
+            for batcher in previous.batchers.values():
+                self._retire(batcher, drain_timeout_s)
 
     def remove_model(self, model: str, version: int, *, drain_timeout_s: float | None) -> LoadedModel:
         """Stop routing new requests to ``model@version``; its open streams drain in the background."""
@@ -295,7 +305,8 @@ class GenerationService:
             raise ModelNotLoadedError(f"{model} version {version} is not loaded")
         if self._default_overrides.get(model) == version:
             del self._default_overrides[model]
-        self._retire(served.batcher, drain_timeout_s)
+        for batcher in served.batchers.values():
+            self._retire(batcher, drain_timeout_s)
         return served.loaded
 
     def set_default_version(self, model: str, version: int) -> None:
@@ -308,9 +319,12 @@ class GenerationService:
         """The version a request naming ``model`` and no version is served by."""
         return self.resolve(model).version
 
-    def _new_batcher(self, loaded: LoadedModel) -> Batcher:
-        observer = self._observer_for(loaded) if self._observer_for is not None else None
-        batcher = Batcher(loaded.runtime, observer=observer, **self._batcher_options)
+    def _new_served(self, loaded: LoadedModel) -> _ServedModel:
+        return _ServedModel(loaded, {mode: self._new_batcher(loaded, mode) for mode in loaded.precisions})
+
+    def _new_batcher(self, loaded: LoadedModel, precision: str) -> Batcher:
+        observer = self._observer_for(loaded, precision) if self._observer_for is not None else None
+        batcher = Batcher(loaded.runtime_for(precision), observer=observer, **self._batcher_options)
         if batcher.max_queue_showers < self.max_count:
             raise ValueError(f"max_count {self.max_count} exceeds the batcher's max_queue_showers")
         return batcher
@@ -435,7 +449,10 @@ class GenerationService:
         seed = draw_seed() if request.seed is None else _check_seed(request.seed)
         start_index = _check_int("start_index", request.start_index, 0, _MAX_INDEX - count)
         chunk = self._chunk_showers(request.chunk_showers, loaded.manifest.n_voxels)
-        return GenerationPlan(loaded, count, seed, seed_drawn, start_index, chunk, energy, energies, extrapolated)
+        precision = _check_precision(loaded, request.precision)
+        return GenerationPlan(
+            loaded, count, seed, seed_drawn, start_index, chunk, energy, energies, extrapolated, precision
+        )
 
     def _resolve_request_model(self, request: GenerateRequest) -> LoadedModel:
         if request.model is None and request.particle is None and request.dataset is None:
@@ -466,8 +483,8 @@ class GenerationService:
         if self.draining:
             raise DrainingError("the server is draining and takes no new requests")
         plan = self.validate(request)
-        served = self._served[(plan.loaded.model, plan.loaded.version)]
-        showers = served.batcher.stream(
+        batcher = self._served[(plan.loaded.model, plan.loaded.version)].batchers[plan.precision]
+        showers = batcher.stream(
             plan.energies, plan.count, plan.seed, start_index=plan.start_index, chunk_showers=plan.chunk_showers
         )
         logger.debug(
@@ -479,13 +496,14 @@ class GenerationService:
             plan.start_index,
             plan.seed,
         )
-        return GenerationStream(_header(plan, served.batcher.deterministic), showers)
+        return GenerationStream(_header(plan, batcher.deterministic), showers)
 
     async def aclose(self, timeout_s: float | None = 0.0) -> None:
         """Drain: refuse new requests, let open streams finish for up to ``timeout_s``, then end them with a
         resumable ``DrainingError``."""
         self.draining = True
-        await asyncio.gather(*(served.batcher.aclose(timeout_s) for served in self._served.values()))
+        batchers = [batcher for served in self._served.values() for batcher in served.batchers.values()]
+        await asyncio.gather(*(batcher.aclose(timeout_s) for batcher in batchers))
         if self._retiring:
             await asyncio.gather(*self._retiring, return_exceptions=True)
 
@@ -513,7 +531,18 @@ def _header(plan: GenerationPlan, deterministic: bool) -> StreamHeader:
         deterministic=deterministic,
         extrapolated=plan.extrapolated,
         standin=manifest.standin,
+        precision=plan.precision,
     )
+
+
+def _check_precision(loaded: LoadedModel, precision: object) -> str:
+    """The request's precision mode (the version's default when None); 422 when this version does not serve it."""
+    if precision is None:
+        return loaded.default_precision
+    name = _check_str("precision", precision)
+    if name not in loaded.precisions:
+        raise PrecisionNotEnabledError(name, loaded.model, loaded.version, loaded.device_class, loaded.precisions)
+    return name
 
 
 def _check_dataset_matches(loaded: LoadedModel, dataset: str | None, particle: str | None) -> None:

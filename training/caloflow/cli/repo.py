@@ -9,6 +9,8 @@
   its checksum) beside the artifacts (:mod:`caloflow.evaluation.quality`; ``make quality`` for the demo models).
 * ``caloflow repo set-default MODEL VERSION``: move the default pointer (one-step rollback).
 * ``caloflow repo prune MODEL``: remove every version but the default (e.g. the committed demo models).
+* ``caloflow repo gate MODEL [VERSION] --precision MODE``: a precision mode's fidelity gate, recorded in the
+  manifest (``caloflow.cli.repo_gate``).
 
 Every subcommand takes ``--repo DIR`` (default: ``$CALOFLOW_REPO``, else ``model_repo``).
 """
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from caloflow.cli import CLIError
+from caloflow.cli.repo_gate import add_gate_command
 from caloflow_repo import (
     ArtifactInfo,
     Manifest,
@@ -54,6 +57,7 @@ def register(subparsers: Any) -> None:
     set_default.add_argument("version", metavar="VERSION")
     prune = _add(sub, "prune", "remove every version of MODEL but the default", _prune)
     prune.add_argument("model", metavar="MODEL")
+    add_gate_command(sub, _add, _repository)
     _register_quality(sub)
 
 

@@ -11,7 +11,7 @@ the report beside the artifacts through ``ModelRepository.write_quality`` (which
 * ``evaluator``: the caloflow version, the settings and their hash (:mod:`caloflow.evaluation.settings`);
 * ``sample``: seed, precision, device, artifact format and sha256, the hash of the energy multiset;
 * ``parameters``: counts from the manifest when it has them, else the ONNX initializer elements per artifact;
-* ``speed``, ``memory``; ``gates``: the manifest's precision gate records (an empty list without them);
+* ``speed``, ``memory``; ``gates``: the manifest's precision gate records (``extra.precision_gates``; [] without them);
 * ``headline`` (the summary figures) and ``metrics`` (everything ``metrics.json`` holds but paths and plots).
 """
 
@@ -38,15 +38,13 @@ from caloflow.evaluation.report import STANDIN_NOTICE, metrics_dict
 from caloflow.evaluation.run import evaluate, summary_row
 from caloflow.evaluation.served import write_served_showers
 from caloflow.evaluation.settings import evaluator_settings, settings_hash
+from caloflow_repo import DEFAULT_PRECISION, PRECISIONS, check_precision_gates
 
 __all__ = ["QUALITY_SCHEMA", "QualityConfig", "gate_records", "make_quality_report", "summary_lines"]
 
 logger = logging.getLogger(__name__)
 QUALITY_SCHEMA = "caloflow-quality/1"
 STANDIN_LABEL = "stand-in, not Geant4"
-# manifest fields (top level or under ``extra``) that may hold precision gate records, newest name first
-GATE_FIELDS = ("precisions", "precision_gates", "gates")
-DEFAULT_PRECISION = "fp32"
 # QualityConfig fields handed to EvaluationConfig under the same name
 _EVALUATION_FIELDS: tuple[str, ...] = ("metrics", "runs", "seed", "device", "classifier", "fpd_min_samples")
 _EVALUATION_FIELDS += ("fpd_max_samples", "kpd_batch_size", "prdc_k", "prdc_max_samples", "threads", "progress")
@@ -168,7 +166,7 @@ def _report(
             "energies": "the first n incident energies of the reference file",
             "energy_multiset_sha256": hashlib.sha256(np.sort(energies.astype(np.float32)).tobytes()).hexdigest(),
             "noise": "standard normal, numpy default_rng(seed), float32, drawn batch by batch",
-            "precision": str(getattr(loaded.manifest, "default_precision", "") or DEFAULT_PRECISION),
+            "precision": DEFAULT_PRECISION,  # LoadedModel.run runs the fp32-strict runtime
             "device": str(loaded.runtime.device),
             "artifact": loaded.artifact.filename,
             "format": loaded.artifact.format,
@@ -198,15 +196,10 @@ def _portable(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def gate_records(manifest: Any) -> list[dict[str, Any]]:
-    """The manifest's precision gate records as a list (``{"mode": ..., ...}`` per mode); [] when it has none."""
-    extra = getattr(manifest, "extra", {}) or {}
-    for name in GATE_FIELDS:
-        value = getattr(manifest, name, None) or extra.get(name)
-        if isinstance(value, dict):
-            return [{"mode": mode, **(r if isinstance(r, dict) else {"record": r})} for mode, r in value.items()]
-        if isinstance(value, list | tuple):
-            return [r if isinstance(r, dict) else {"record": r} for r in value]
-    return []
+    """The manifest's precision gate records (``extra.precision_gates``, written by ``caloflow repo gate``) as a
+    list, one ``{"mode": ..., ...}`` per gated mode in ``PRECISIONS`` order; [] when it has none."""
+    gates = check_precision_gates(manifest.extra)
+    return [{**gates[mode], "mode": mode} for mode in PRECISIONS if mode in gates]
 
 
 def _parameters(config: QualityConfig, loaded: Any) -> dict[str, Any]:
@@ -235,6 +228,10 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 
 
+def _gate_line(gate: dict[str, Any]) -> str:
+    return f"{gate.get('mode', '?')} {gate.get('verdict', '?')} on {gate.get('device_class', '?')}"
+
+
 def summary_lines(report: dict[str, Any]) -> list[str]:
     """A few lines for ``caloflow repo show`` and the command's printout."""
     ref, ev, sample, speed = report["reference"], report["evaluator"], report["sample"], report["speed"]
@@ -254,5 +251,5 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         + "/".join(_fmt(prdc.get(k)) for k in ("precision", "recall", "density", "coverage")),
         f"speed {_fmt(speed['showers_per_s'], 4)} showers/s at batch {speed['batch']}, {speed['threads']} thread(s);"
         f" peak host RSS {_fmt(None if rss is None else rss / 2**20, 4)} MiB",
-        f"gates: {len(gates)} record(s)" + (f" ({', '.join(str(g.get('mode', '?')) for g in gates)})" if gates else ""),
+        f"gates: {len(gates)} record(s)" + (f" ({', '.join(_gate_line(g) for g in gates)})" if gates else ""),
     ]
