@@ -54,7 +54,8 @@ demo: $(STAMP)
 
 # Demo models: the `small` preset on stand-in data (not Geant4), one particle per core, one thread each so
 # that the same seed gives the same weights on any machine with this torch build. Each export is the model's
-# next version; `repo prune` then removes the older ones (model_repo/ is committed: one version per model).
+# next version; `repo prune` then removes the older ones (model_repo/ is committed: one version per model, holding
+# only the artifact the server runs, model.fast.onnx; export other formats from $(RUNS)/small_<particle> if needed).
 MODEL_SEED ?= 1
 RUNS       ?= runs
 
@@ -65,7 +66,7 @@ model-photon model-pion: model-%: $(STAMP)
 	$(BIN)/caloflow data standin --particle $* --out $(DATA)/standin_$*_1.h5 --seed 1 --no-progress
 	$(BIN)/caloflow train all --particle $* --preset small --data $(DATA)/standin_$*_1.h5 \
 		--out $(RUNS)/small_$* --seed $(MODEL_SEED) --threads 1 --resume --no-progress
-	$(BIN)/caloflow export $(RUNS)/small_$* --repo model_repo --model caloflow_$* --formats onnx,fast_onnx --make-default
+	$(BIN)/caloflow export $(RUNS)/small_$* --repo model_repo --model caloflow_$* --formats fast_onnx --make-default
 	$(BIN)/caloflow repo prune caloflow_$* --repo model_repo
 
 bench-standin: $(STAMP)

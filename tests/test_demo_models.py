@@ -1,5 +1,6 @@
-"""The committed demo models in model_repo/: they verify, say "stand-in", generate sensible showers, and a
-corrupted artifact is refused by `caloflow repo verify` and by the server's loading code."""
+"""The committed demo models in model_repo/: they verify, say "stand-in", carry only the artifact the server runs,
+generate sensible showers, and a corrupted artifact is refused by `caloflow repo verify` and by the server's loading
+code."""
 
 import shutil
 from pathlib import Path
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from caloflow.cli import main
-from caloflow_repo import ModelRepository
+from caloflow_repo import MANIFEST_FILENAME, QUALITY_CHECKSUM_FILENAME, QUALITY_FILENAME, ModelRepository
 from caloflow_server.noise import shower_noise
 from caloflow_server.runtime import ArtifactIntegrityError, load_runtime
 
@@ -25,12 +26,24 @@ def test_demo_model_verifies_and_says_standin(model: str) -> None:
     assert manifest.standin is True and "NOT Geant4" in manifest.description
     assert manifest.training["preset"] == "small"
     assert manifest.energy_range_mev == pytest.approx((256.0, 4194304.0))
-    assert manifest.total_size_bytes < 30_000_000  # model.onnx and model.fast.onnx, ~13 MB each for the pion
+    assert manifest.total_size_bytes < 15_000_000  # model.fast.onnx alone, ~13 MB for the pion
+
+
+@pytest.mark.parametrize("model", sorted(DEMO_MODELS))
+def test_demo_model_carries_only_the_artifact_it_serves(model: str) -> None:
+    repo = ModelRepository(REPO)
+    manifest = repo.manifest(model)
+    served = load_runtime(repo, model, None, device="cpu", intra_op_threads=1).artifact
+    assert [a.filename for a in manifest.artifacts] == [served.filename] == ["model.fast.onnx"]
+    version_dir = REPO / model / str(manifest.version)
+    allowed = {MANIFEST_FILENAME, served.filename, QUALITY_FILENAME, QUALITY_CHECKSUM_FILENAME}
+    assert {p.name for p in version_dir.iterdir()} <= allowed
+    assert set(manifest.extra["parity"]) == {served.format}  # no parity figures of a file that is not shipped
 
 
 def test_committed_demo_artifacts_stay_small() -> None:
     total = sum(p.stat().st_size for p in REPO.rglob("*") if p.is_file())
-    assert total < 45_000_000
+    assert total < 25_000_000
 
 
 @pytest.mark.parametrize("model", sorted(DEMO_MODELS))
