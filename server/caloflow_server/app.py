@@ -92,13 +92,15 @@ class ModelControl:
             self._notify(model, number, "loading")
             started = time.monotonic()
             try:
-                loaded = await asyncio.to_thread(self._load_blocking, model, number)
-                self.service.add_model(loaded, drain_timeout_s=self._drain_timeout_s)
+                loaded, buckets = await asyncio.to_thread(self._load_blocking, model, number)
+                self.service.add_model(loaded, drain_timeout_s=self._drain_timeout_s, compute_buckets=buckets)
             except BaseException:
                 self._notify(model, number, "ready" if self.service.is_loaded(model, number) else "unavailable")
                 raise
             self._notify(model, number, "ready", time.monotonic() - started)
-            logger.info("serving %s@%d (%s, %s)", model, number, loaded.runtime.backend, loaded.artifact.filename)
+            shapes = self.service.batcher(model, number).compute_shapes
+            backend, filename = loaded.runtime.backend, loaded.artifact.filename
+            logger.info("serving %s@%d (%s, %s, call shapes %s)", model, number, backend, filename, list(shapes))
             return loaded
 
     async def unload(self, model: str, version: int | str | None = None) -> list[int]:
@@ -135,7 +137,7 @@ class ModelControl:
         except RepositoryError as exc:
             raise UnknownVersionError(str(exc), field="model_version") from None
 
-    def _load_blocking(self, model: str, version: int) -> LoadedModel:
+    def _load_blocking(self, model: str, version: int) -> tuple[LoadedModel, tuple[int, ...]]:
         loaded = load_runtime(
             self.service.repository,
             model,
@@ -145,7 +147,7 @@ class ModelControl:
             intra_op_threads=self._intra_op_threads,
         )
         loaded.warm_up(self._warmup_batch_sizes)
-        return loaded
+        return loaded, self.service.verify_buckets(loaded)
 
     def _notify(self, model: str, version: int, state: str, load_seconds: float | None = None) -> None:
         if self._on_state is not None:

@@ -289,6 +289,8 @@ def _config(loaded: LoadedModel, max_batch_size: int, batcher: Batcher) -> dict[
                 ("artifact", loaded.artifact.filename),
                 ("standin", manifest.standin),
                 ("deterministic", str(batcher.deterministic).lower()),
+                ("call_shapes", ",".join(str(n) for n in batcher.compute_shapes)),
+                ("latency_lane_showers", batcher.latency_lane_showers),
             )
         },
     }

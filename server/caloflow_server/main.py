@@ -141,6 +141,7 @@ def build_server(settings: Settings) -> Server:
         max_chunk_showers=settings.max_chunk_showers,
         chunk_bytes=settings.chunk_bytes,
         observer_for=metrics.observer_for,
+        shape_buckets=settings.bucket_candidates,
         **settings.batcher_options,
     )
     control = ModelControl(
