@@ -8,8 +8,9 @@ One run, one model, figures printed (and ``--json``):
 2. a **real server** (``python -m caloflow_server.main`` on free loopback ports, the repository's settings
    and any ``--env`` overrides) is started; its RSS is read from ``/proc``;
 3. **idle latency**: ``--latency-requests`` one-shower requests, one after another (p50/p99 seconds);
-4. **HTTP npy stream** of ``--count`` showers while a second client sends one-shower requests - showers/s
-   and the latency under load;
+4. **HTTP npy stream** of ``--count`` showers while ``--one-shower-clients`` other clients (default 1) each send
+   one-shower requests, one after another - showers/s, and the latency under load over all their requests
+   (the issue's load: ``--count 100000 --one-shower-clients 20``);
 5. **gRPC stream** of ``--grpc-count`` showers through the native ``Generate`` call;
 6. server RSS after the streams (growth against step 2).
 
@@ -52,6 +53,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--engine-seconds", type=float, default=5.0, help="timing per engine layout (5 s)")
     parser.add_argument("--latency-requests", type=int, default=200, help="idle one-shower requests (200)")
     parser.add_argument(
+        "--one-shower-clients", type=int, default=1, help="concurrent one-shower clients during the stream (1)"
+    )
+    parser.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE", help="server setting, e.g. CALOFLOW_DEVICE=cuda"
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -84,6 +88,7 @@ class Report:
     grpc_showers_per_s: float | None = None
     idle_latency: Latency | None = None
     loaded_latency: Latency | None = None
+    one_shower_clients: int = 1
     rss_before_mb: float | None = None
     rss_after_mb: float | None = None
     rss_peak_mb: float | None = None
@@ -112,23 +117,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _measure_server(server: ServerProcess, args: argparse.Namespace, report: Report) -> None:
-    from caloflow.bench.serve_clients import grpc_stream, http_stream, one_shower_latencies
+    from caloflow.bench.serve_clients import grpc_stream, one_shower_latencies
 
     report.rss_before_mb = server.rss_mb()
     probe_args = (server.url, args.model, args.energy_mev)
     report.idle_latency = Latency.of(one_shower_latencies(*probe_args, args.latency_requests))
     print(f"idle one-shower latency: {_latency_text(report.idle_latency)}", flush=True)
-    stop = threading.Event()
-    probe: list[float] = []
-    prober = threading.Thread(target=lambda: probe.extend(one_shower_latencies(*probe_args, None, stop)), daemon=True)
-    prober.start()
-    try:
-        seconds = http_stream(server.url, args.model, args.energy_mev, args.count)
-    finally:
-        stop.set()
-        prober.join()
+    seconds, probe = _stream_under_probes(server, args)
     report.http_showers_per_s = args.count / seconds
     report.loaded_latency = Latency.of(probe)
+    report.one_shower_clients = args.one_shower_clients
     print(f"HTTP npy stream: {args.count} showers in {seconds:.1f} s", flush=True)
     grpc_count = args.count if args.grpc_count is None else args.grpc_count
     if grpc_count:
@@ -137,6 +135,36 @@ def _measure_server(server: ServerProcess, args: argparse.Namespace, report: Rep
         print(f"gRPC stream: {grpc_count} showers in {seconds:.1f} s", flush=True)
     report.rss_after_mb = server.rss_mb()
     report.rss_peak_mb = server.rss_mb("VmHWM")
+
+
+def _stream_under_probes(server: ServerProcess, args: argparse.Namespace) -> tuple[float, list[float]]:
+    """Seconds of the HTTP stream, and the latencies of the one-shower clients that ran beside it."""
+    from caloflow.bench.serve_clients import http_stream, one_shower_latencies
+
+    if args.one_shower_clients < 1:
+        raise CLIError(f"--one-shower-clients must be at least 1, got {args.one_shower_clients}")
+    stop = threading.Event()
+    samples: list[list[float]] = [[] for _ in range(args.one_shower_clients)]
+    failures: list[BaseException] = []
+
+    def probe(out: list[float]) -> None:
+        try:
+            out.extend(one_shower_latencies(server.url, args.model, args.energy_mev, None, stop))
+        except BaseException as exc:
+            failures.append(exc)
+
+    probers = [threading.Thread(target=probe, args=(out,), daemon=True) for out in samples]
+    for prober in probers:
+        prober.start()
+    try:
+        seconds = http_stream(server.url, args.model, args.energy_mev, args.count)
+    finally:
+        stop.set()
+        for prober in probers:
+            prober.join()
+    if failures:
+        raise CLIError(f"a one-shower client failed under load: {failures[0]}")
+    return seconds, [value for out in samples for value in out]
 
 
 def _server_layout(env: dict[str, str]) -> tuple[int, int, int | None]:
@@ -220,7 +248,8 @@ def _print(report: Report) -> None:
             print(f"{rate:>10.1f} showers/s  {name} ({rate / best:.0%} of the best engine rate)")
     if report.idle_latency and report.loaded_latency:
         print(f"one shower, idle:       {_latency_text(report.idle_latency)}")
-        print(f"one shower, under load: {_latency_text(report.loaded_latency)}")
+        clients = report.one_shower_clients
+        print(f"one shower, under load ({clients} one-shower clients): {_latency_text(report.loaded_latency)}")
         print(f"p99 under load / idle p99: {report.loaded_latency.p99_s / report.idle_latency.p99_s:.2f}x")
     if report.rss_before_mb is not None and report.rss_after_mb is not None:
         growth = report.rss_after_mb - report.rss_before_mb
