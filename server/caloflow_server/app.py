@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from caloflow_repo import (
     InvalidNameError,
@@ -70,6 +71,7 @@ class ModelControl:
         backend: BackendName = "auto",
         device: str = "cpu",
         intra_op_threads: int | None = None,
+        compile_cache: Path | None = None,
         warmup_batch_sizes: Sequence[int] = (1,),
         drain_timeout_s: float | None = 30.0,
         on_state: StateListener | None = None,
@@ -78,6 +80,7 @@ class ModelControl:
         self._backend: BackendName = backend
         self._device = device
         self._intra_op_threads = intra_op_threads
+        self._compile_cache = compile_cache
         self._warmup_batch_sizes = tuple(warmup_batch_sizes)
         self._drain_timeout_s = drain_timeout_s
         self._on_state = on_state
@@ -145,6 +148,7 @@ class ModelControl:
             backend=self._backend,
             device=self._device,
             intra_op_threads=self._intra_op_threads,
+            compile_cache=self._compile_cache,
         )
         loaded.warm_up(self._warmup_batch_sizes)
         return loaded, self.service.verify_buckets(loaded)

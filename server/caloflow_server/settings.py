@@ -36,7 +36,12 @@ class Settings(BaseSettings):
         description="models to load at start, 'name' (its default version) or 'name@version'; empty: every model",
     )
     device: Literal["cpu", "cuda"] = "cpu"
-    backend: Literal["auto", "onnx", "torchscript"] = "auto"
+    backend: Literal["auto", "onnx", "torchscript", "aoti"] = "auto"
+    compile_cache: Path | None = Field(
+        None,
+        description="directory of AOTInductor packages compiled here from torch_export artifacts (backend aoti; "
+        "with it, auto prefers the compiled program); unset: nothing is compiled",
+    )
     intra_op_threads: int | None = Field(
         None, ge=1, description="ONNX Runtime intra-op threads per model call; default: the CPU cores per batch worker"
     )
