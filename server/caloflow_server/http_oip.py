@@ -49,6 +49,7 @@ _PLATFORMS = {
     "fast_onnx": ("onnxruntime_onnx", "onnxruntime"),
     "torchscript": ("pytorch_libtorch", "pytorch"),
     "torch_export": ("pytorch_aotinductor", "aoti"),
+    "fast_torch_export": ("pytorch_aotinductor", "aoti"),
 }
 _DTYPES: dict[str, np.dtype[Any]] = {"FP32": np.dtype("<f4"), "UINT64": np.dtype("<u8")}
 

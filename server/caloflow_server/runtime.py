@@ -59,10 +59,10 @@ logger = logging.getLogger(__name__)
 BackendName = Literal["onnx", "torchscript", "aoti", "auto"]
 _ONNX_FORMATS = ("fast_onnx", "onnx")
 """Artifact formats ONNX Runtime runs, preferred first: the fast graph, then the plain one (same I/O)."""
-_COMPILED_FORMAT = "torch_export"
-"""The format the ``aoti`` backend compiles for this machine (``aoti_cache``)."""
+_COMPILED_FORMATS = ("fast_torch_export", "torch_export")
+"""torch.export programs the ``aoti`` backend compiles for this machine (``aoti_cache``), preferred first."""
 _FORMATS_OF_BACKEND: dict[str, tuple[str, ...]] = {
-    "aoti": (_COMPILED_FORMAT,),
+    "aoti": _COMPILED_FORMATS,
     "auto": (*_ONNX_FORMATS, "torchscript"),
     "onnx": _ONNX_FORMATS,
     "torchscript": ("torchscript",),
@@ -156,11 +156,11 @@ def load_runtime(
     """Verify ``model@version`` (default: the default version) and load one of its artifacts on ``device``.
 
     ``backend="auto"`` prefers the compiled program (``aoti``, when ``compile_cache`` is given and the version
-    has a ``torch_export`` artifact; if it cannot be compiled or fails parity, the next one, with a warning),
-    then the fast ONNX artifact (``model.fast.onnx``), then the plain ONNX one, then TorchScript;
-    ``backend="onnx"`` takes either ONNX artifact, the fast one first; ``backend="aoti"`` compiles the
-    ``torch_export`` artifact for this CPU into ``compile_cache`` (or reuses it) and checks parity against
-    the version's ONNX artifact before returning.
+    has a torch.export artifact; if it cannot be compiled or fails parity, the next one, with a warning), then
+    the fast ONNX artifact (``model.fast.onnx``), then the plain ONNX one, then TorchScript; ``backend="onnx"``
+    takes either ONNX artifact, the fast one first; ``backend="aoti"`` compiles ``model.fast.pt2``
+    (``fast_torch_export``), else ``model.pt2`` (``torch_export``), for this CPU into ``compile_cache`` (or
+    reuses it there) and checks parity against the version's ONNX artifact before returning.
     """
     manifest = _verify(repository, model, version)
     compiled = _compiled_choice(repository, manifest, backend, compile_cache, device, intra_op_threads)
@@ -207,8 +207,9 @@ def _compiled_choice(
     intra_op_threads: int | None,
 ) -> tuple[ArtifactInfo, Runtime] | None:
     """The compiled program where ``backend`` asks for it (``aoti``) or prefers it (``auto`` with a cache and a
-    ``torch_export`` artifact); None where it does not, or where ``auto`` cannot compile it or it fails parity."""
-    if backend != "aoti" and not (backend == "auto" and compile_cache is not None and _has(manifest, _COMPILED_FORMAT)):
+    torch.export artifact); None where it does not, or where ``auto`` cannot compile it or it fails parity."""
+    compilable = any(_has(manifest, fmt) for fmt in _COMPILED_FORMATS)
+    if backend != "aoti" and not (backend == "auto" and compile_cache is not None and compilable):
         return None
     artifact = _choose_artifact(manifest, "aoti")
     try:
@@ -230,7 +231,7 @@ def _compiled_runtime(
     device: str,
     intra_op_threads: int | None,
 ) -> AotiBackend:
-    """The ``torch_export`` artifact compiled for this CPU, after parity with the version's ONNX artifact."""
+    """The torch.export artifact compiled for this CPU, after parity with the version's ONNX artifact."""
     if compile_cache is None:
         raise RuntimeLoadError("the aoti backend needs a compile cache directory (--compile-cache)")
     if not _has(manifest, "onnx") and not _has(manifest, "fast_onnx"):
