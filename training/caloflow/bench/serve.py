@@ -36,6 +36,7 @@ from caloflow.cli import CLIError
 
 if TYPE_CHECKING:
     from caloflow_server.process import ServerProcess
+    from caloflow_server.settings import Settings
 
 
 def register(subparsers: Any) -> None:
@@ -102,10 +103,11 @@ def _run(args: argparse.Namespace) -> int:
     device = env.get("CALOFLOW_DEVICE", "cpu")
     layouts: list[tuple[str, int, int, int | None]] = [(f"batch {batch}", batch, 1, None) for batch in batches]
     server_batch, workers, threads = _server_layout(env)
+    runtime_options = _runtime_options(env)
     server_label = f"batch {server_batch} x {workers} calls in parallel (the server's layout)"
     layouts.append((server_label, server_batch, workers, threads))
     for label, batch, n_workers, n_threads in layouts:
-        rate = _engine_rate(args.repo, args.model, batch, n_workers, n_threads, args, device)
+        rate = _engine_rate(args.repo, args.model, batch, n_workers, n_threads, args, device, **runtime_options)
         report.engine_showers_per_s[label] = rate
         print(f"engine, {label}: {rate:.1f} showers/s, {1e3 / rate:.3f} ms/shower", flush=True)
     with _server(args.repo, args.model, env) as server:
@@ -169,18 +171,37 @@ def _stream_under_probes(server: ServerProcess, args: argparse.Namespace) -> tup
 
 def _server_layout(env: dict[str, str]) -> tuple[int, int, int | None]:
     """(batch showers, concurrent model calls, intra-op threads) the server will use with these settings."""
-    from caloflow_server.settings import Settings
-
-    overrides: dict[str, Any] = {name.removeprefix("CALOFLOW_").lower(): value for name, value in env.items()}
-    settings = Settings(**overrides)  # the environment too, as the server process will see it
+    settings = _settings(env)
     return settings.batch_showers, settings.concurrent_batches, settings.op_threads
 
 
+def _settings(env: dict[str, str]) -> Settings:
+    """The server's ``Settings`` from ``--env`` (the environment too, as the server process will see it)."""
+    from caloflow_server.settings import Settings
+
+    overrides: dict[str, Any] = {name.removeprefix("CALOFLOW_").lower(): value for name, value in env.items()}
+    return Settings(**overrides)
+
+
+def _runtime_options(env: dict[str, str]) -> dict[str, Any]:
+    """The backend and compile cache the server will use (``CALOFLOW_BACKEND``, ``CALOFLOW_COMPILE_CACHE``)."""
+    settings = _settings(env)
+    return {"backend": settings.backend, "compile_cache": settings.compile_cache}
+
+
 def _engine_rate(
-    repo: Path, model: str, batch: int, workers: int, threads: int | None, args: argparse.Namespace, device: str
+    repo: Path,
+    model: str,
+    batch: int,
+    workers: int,
+    threads: int | None,
+    args: argparse.Namespace,
+    device: str,
+    **runtime_options: Any,
 ) -> float:
     """Showers/s of the artifact as the server runs it (noise included): ``workers`` threads each calling the
-    model on ``batch`` showers for ``--engine-seconds`` after a warm-up call."""
+    model on ``batch`` showers for ``--engine-seconds`` after a warm-up call (a compiled backend is compiled into
+    its cache here, before the server starts)."""
     from concurrent.futures import ThreadPoolExecutor
 
     import numpy as np
@@ -189,7 +210,9 @@ def _engine_rate(
     from caloflow_server import load_runtime
     from caloflow_server.noise import shower_noise
 
-    runtime = load_runtime(ModelRepository(repo), model, device=device, intra_op_threads=threads).runtime
+    runtime = load_runtime(
+        ModelRepository(repo), model, device=device, intra_op_threads=threads, **runtime_options
+    ).runtime
     incident = np.full((batch, 1), args.energy_mev, dtype=np.float32)
 
     def loop(worker: int, seconds: float) -> int:
