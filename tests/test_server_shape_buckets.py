@@ -8,35 +8,13 @@ import asyncio
 import numpy as np
 import pytest
 import torch
-from test_server_support import ENERGY_RANGE_MEV, make_repository
+from test_server_support import ENERGY_RANGE_MEV, RecordingRuntime, make_repository
 
-from caloflow_server import Batcher, LoadedModel, Runtime, constant_energies, listed_energies, load_runtime
+from caloflow_server import Batcher, LoadedModel, constant_energies, listed_energies, load_runtime
 from caloflow_server.shape_buckets import call_shapes, candidate_buckets, run_in_shapes, verify_buckets
 
 REFERENCE = 64
 SEED = 2**63 + 12345
-
-
-class RecordingRuntime:
-    """The real runtime, recording every call's row count; ``skew_below`` rows or fewer change their last bit
-    (a backend whose small-call kernels round differently)."""
-
-    def __init__(self, inner: Runtime, skew_below: int = 0) -> None:
-        self.inner = inner
-        self.backend, self.device = inner.backend, inner.device
-        self.noise_dim, self.n_voxels = inner.noise_dim, inner.n_voxels
-        self.skew_below = skew_below
-        self.calls: list[int] = []
-
-    def run(self, incident_mev: np.ndarray, noise: np.ndarray | torch.Tensor) -> np.ndarray:
-        self.calls.append(incident_mev.shape[0])
-        out: np.ndarray = self.inner.run(incident_mev, noise)
-        if incident_mev.shape[0] <= self.skew_below:
-            out = np.nextafter(out, np.float32(np.inf)).astype(np.float32)
-        return out
-
-    def warm_up(self, batch_sizes: list[int], energy_mev: float = 1000.0) -> None:
-        self.inner.warm_up(batch_sizes, energy_mev)
 
 
 @pytest.fixture(scope="module")
