@@ -234,6 +234,8 @@ def _compiled_runtime(
     """The torch.export artifact compiled for this CPU, after parity with the version's ONNX artifact."""
     if compile_cache is None:
         raise RuntimeLoadError("the aoti backend needs a compile cache directory (--compile-cache)")
+    if device != "cpu":
+        raise RuntimeLoadError(f"the aoti backend compiles for the CPU only, asked for {device}")
     if not _has(manifest, "onnx") and not _has(manifest, "fast_onnx"):
         raise RuntimeLoadError(f"{manifest.model}@{manifest.version} has no ONNX artifact to check parity against")
     package = compiled_package(compile_cache, artifact.sha256, _read_verified(repository, manifest, artifact))
