@@ -19,7 +19,7 @@ def test_bench_serve_reports_every_figure(tmp_path: Path, capsys: pytest.Capture
     code = main(
         ["bench", "serve", "--repo", str(repository.root), "--model", "tiny_photon", "--count", "600",
          "--grpc-count", "300", "--engine-batches", "1,16", "--engine-seconds", "0.2", "--latency-requests", "5",
-         "--env", "CALOFLOW_MAX_BATCH_SHOWERS=32", "--json", str(out)]
+         "--one-shower-clients", "3", "--env", "CALOFLOW_MAX_BATCH_SHOWERS=32", "--json", str(out)]
     )  # fmt: skip
     assert code == 0
     report = json.loads(out.read_text())
@@ -33,6 +33,7 @@ def test_bench_serve_reports_every_figure(tmp_path: Path, capsys: pytest.Capture
     assert 0 < report["rss_before_mb"] <= report["rss_peak_mb"] and report["rss_after_mb"] <= report["rss_peak_mb"]
     printed = capsys.readouterr().out
     assert "HTTP npy stream" in printed and "p99 under load / idle p99" in printed
+    assert report["one_shower_clients"] == 3 and "under load (3 one-shower clients)" in printed
 
 
 def test_bench_serve_rejects_a_setting_that_is_not_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -377,3 +377,17 @@ def test_server_prefers_the_fast_artifact_and_its_showers_match_onnx(trained, ex
 def test_unknown_format_is_refused(trained, tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="unknown export format"):
         export_sampler(trained.sampler(), tmp_path, ["savedmodel"])
+
+
+def test_fast_program_is_the_fast_onnx_function_for_the_server_to_compile(trained, exported, tmp_path: Path) -> None:
+    """``model.fast.pt2`` (optional format ``fast_torch_export``): the fast graph as a torch.export program,
+    which the server's aoti backend compiles and checks against ``model.fast.onnx``."""
+    out, _ = exported
+    (artifact,) = export_sampler(trained.sampler(), tmp_path, ["fast_torch_export"], compact=True)
+    assert (artifact.filename, artifact.format) == ("model.fast.pt2", "fast_torch_export")
+    energies = np.geomspace(256.0, 4194304.0, 40, dtype=np.float32).reshape(-1, 1)
+    noise = np.random.default_rng(1).standard_normal((40, trained.sampler().noise_dim)).astype(np.float32)
+    program = load_runner(tmp_path / artifact.filename, artifact.format)(energies, noise)
+    fast_onnx = load_runner(out / "model.fast.onnx", "fast_onnx")(energies, noise)
+    assert compare(program, fast_onnx, trained.sampler().threshold_mev)["violations"] == 0
+    np.testing.assert_allclose(program, fast_onnx, rtol=1e-3, atol=1e-3)

@@ -10,7 +10,7 @@ from typing import TypeVar
 import numpy as np
 import pytest
 import torch
-from test_server_support import NOISE_DIM, POISON_MEV, make_repository, reference_showers
+from test_server_support import NOISE_DIM, POISON_MEV, RecordingRuntime, make_repository, reference_showers
 
 from caloflow_repo import ModelRepository
 from caloflow_server import (
@@ -22,7 +22,6 @@ from caloflow_server import (
     NonFiniteOutputError,
     QueueFullError,
     RequestStats,
-    Runtime,
     ShowerStream,
     constant_energies,
     listed_energies,
@@ -52,24 +51,6 @@ class Recorder:
 
     def batches_with(self, request_id: int, since: int = 0) -> int:
         return sum(request_id in stats.request_ids for stats in self.batches[since:])
-
-
-class CountingRuntime:
-    """A runtime wrapper that records the row count of every model call."""
-
-    def __init__(self, inner: Runtime) -> None:
-        self.inner = inner
-        self.backend, self.device = inner.backend, inner.device
-        self.noise_dim, self.n_voxels = inner.noise_dim, inner.n_voxels
-        self.calls: list[int] = []
-
-    def run(self, incident_mev: np.ndarray, noise: np.ndarray | torch.Tensor) -> np.ndarray:
-        self.calls.append(incident_mev.shape[0])
-        out: np.ndarray = self.inner.run(incident_mev, noise)
-        return out
-
-    def warm_up(self, batch_sizes: list[int], energy_mev: float = 1000.0) -> None:
-        self.inner.warm_up(batch_sizes, energy_mev)
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +241,7 @@ def _load_pattern(batcher: Batcher) -> list[ShowerStream]:
 @pytest.mark.parametrize("deterministic", [True, False])
 def test_seeded_showers_do_not_depend_on_load_or_chunks(model: LoadedModel, deterministic: bool) -> None:
     energies = np.geomspace(300.0, 4e6, 1500)
-    counting = CountingRuntime(model.runtime)
+    counting = RecordingRuntime(model.runtime)
 
     async def alone() -> np.ndarray:
         batcher = Batcher(counting, max_batch_showers=128, deterministic=deterministic)
@@ -326,7 +307,7 @@ def test_non_finite_output_fails_only_its_request(model: LoadedModel) -> None:
 
 
 def test_backend_failure_reaches_the_consumer(model: LoadedModel) -> None:
-    class Broken(CountingRuntime):
+    class Broken(RecordingRuntime):
         def run(self, incident_mev: np.ndarray, noise: np.ndarray | torch.Tensor) -> np.ndarray:
             raise InferenceError("device lost")
 
@@ -389,4 +370,4 @@ def test_observer_failure_does_not_break_batching(model: LoadedModel) -> None:
 
 def test_bad_configuration() -> None:
     with pytest.raises(ValueError, match="max_batch_showers"):
-        Batcher(CountingRuntime.__new__(CountingRuntime), max_batch_showers=0)
+        Batcher(RecordingRuntime.__new__(RecordingRuntime), max_batch_showers=0)

@@ -125,8 +125,11 @@ class _Load:
 def test_seeded_request_is_bit_identical_across_protocols_and_load(server: ServerProcess) -> None:
     idle = _native_http(server, "npy")
     assert idle.shape == (len(ENERGIES), N_VOXELS) and idle.dtype == np.float32 and np.isfinite(idle).all()
+    # one shower (the latency lane, a small verified call shape) is the same row of the 150-shower request
+    np.testing.assert_array_equal(_native_http(server, "npy", start=149), idle[149:], err_msg="one shower, idle")
     with _Load(server.url):
         busy = {
+            "one shower at 149": _native_http(server, "npy", start=149),
             "framed": _native_http(server, "framed"),
             "grpc": _native_grpc(server),
             "oip-http": _oip_http(server),
@@ -134,7 +137,7 @@ def test_seeded_request_is_bit_identical_across_protocols_and_load(server: Serve
             "resumed at 61": _native_http(server, "npy", start=61),
         }
     for name, showers in busy.items():
-        expected = idle[61:] if name.startswith("resumed") else idle
+        expected = idle[61:] if name.startswith("resumed") else idle[149:] if name.startswith("one") else idle
         np.testing.assert_array_equal(showers, expected, err_msg=name)
     other_seed = httpx.post(
         f"{server.url}/generate",
@@ -149,3 +152,7 @@ def test_default_settings_are_reported(server: ServerProcess) -> None:
     assert "caloflow-serve ready" in log
     config = httpx.get(f"{server.url}/v2/models/tiny_photon/config", timeout=10).json()
     assert config["parameters"]["deterministic"]["string_value"] == "true"
+    # the call shapes verified at load (which ones pass depends on the CPU's kernels), the full one always
+    shapes = [int(n) for n in config["parameters"]["call_shapes"]["string_value"].split(",")]
+    assert shapes[-1] == 64 and set(shapes) <= {1, 2, 4, 8, 16, 32, 64}
+    assert f"call shapes of onnx on cpu: serving {shapes} rows (reference 64)" in log

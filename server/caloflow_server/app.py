@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from caloflow_repo import (
     InvalidNameError,
@@ -70,6 +71,7 @@ class ModelControl:
         backend: BackendName = "auto",
         device: str = "cpu",
         intra_op_threads: int | None = None,
+        compile_cache: Path | None = None,
         warmup_batch_sizes: Sequence[int] = (1,),
         drain_timeout_s: float | None = 30.0,
         on_state: StateListener | None = None,
@@ -78,6 +80,7 @@ class ModelControl:
         self._backend: BackendName = backend
         self._device = device
         self._intra_op_threads = intra_op_threads
+        self._compile_cache = compile_cache
         self._warmup_batch_sizes = tuple(warmup_batch_sizes)
         self._drain_timeout_s = drain_timeout_s
         self._on_state = on_state
@@ -92,13 +95,15 @@ class ModelControl:
             self._notify(model, number, "loading")
             started = time.monotonic()
             try:
-                loaded = await asyncio.to_thread(self._load_blocking, model, number)
-                self.service.add_model(loaded, drain_timeout_s=self._drain_timeout_s)
+                loaded, buckets = await asyncio.to_thread(self._load_blocking, model, number)
+                self.service.add_model(loaded, drain_timeout_s=self._drain_timeout_s, compute_buckets=buckets)
             except BaseException:
                 self._notify(model, number, "ready" if self.service.is_loaded(model, number) else "unavailable")
                 raise
             self._notify(model, number, "ready", time.monotonic() - started)
-            logger.info("serving %s@%d (%s, %s)", model, number, loaded.runtime.backend, loaded.artifact.filename)
+            shapes = self.service.batcher(model, number).compute_shapes
+            backend, filename = loaded.runtime.backend, loaded.artifact.filename
+            logger.info("serving %s@%d (%s, %s, call shapes %s)", model, number, backend, filename, list(shapes))
             return loaded
 
     async def unload(self, model: str, version: int | str | None = None) -> list[int]:
@@ -135,7 +140,7 @@ class ModelControl:
         except RepositoryError as exc:
             raise UnknownVersionError(str(exc), field="model_version") from None
 
-    def _load_blocking(self, model: str, version: int) -> LoadedModel:
+    def _load_blocking(self, model: str, version: int) -> tuple[LoadedModel, tuple[int, ...]]:
         loaded = load_runtime(
             self.service.repository,
             model,
@@ -143,9 +148,10 @@ class ModelControl:
             backend=self._backend,
             device=self._device,
             intra_op_threads=self._intra_op_threads,
+            compile_cache=self._compile_cache,
         )
         loaded.warm_up(self._warmup_batch_sizes)
-        return loaded
+        return loaded, self.service.verify_buckets(loaded)
 
     def _notify(self, model: str, version: int, state: str, load_seconds: float | None = None) -> None:
         if self._on_state is not None:

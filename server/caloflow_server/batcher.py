@@ -12,12 +12,24 @@ consumer: a slow consumer stalls its own request and nothing else, and memory is
 the consumer stops (``aclose``, cancellation, or the stream object is garbage collected) the request's
 unscheduled showers are dropped at once; at most the batch already running still computes some of them.
 
-Reproducibility: with ``deterministic=True`` every model call has the same shape, ``compute_showers`` rows
-(the batch is cut into such runs and the last one is padded by repeating its last row), so the bits of a
-shower do not depend on the batch it was in or its row, given the same artifact, backend, device model and
-software image. Without it, outputs match up to float rounding: backends may pick batch-size dependent
-kernels (measured on ONNX Runtime CPU: an elementwise ``Log`` over the batch changes its last bits with the
-batch size).
+Reproducibility: with ``deterministic=True`` every model call has one of a few fixed shapes: full calls of
+``compute_showers`` rows, and for the rest of a batch the smallest of the ``compute_buckets`` that holds it
+(padded by repeating its last row). The buckets are the shapes ``shape_buckets.verify_buckets`` found, at load
+on this machine, to give every row exactly the bits of the ``compute_showers``-row call; so the bits of a
+shower do not depend on the batch it was in, its row, or the bucket, given the same artifact, backend, device
+model and software image. Without buckets every call has ``compute_showers`` rows, as before. Without
+deterministic mode, outputs match up to float rounding: backends may pick batch-size dependent kernels
+(measured on ONNX Runtime CPU: rows of a 1- or 2-row call differ in their last bits from a 64-row call's).
+
+Latency lane: requests of at most ``latency_lane_showers`` showers are batched only with each other, by their
+own scheduler, on their own worker thread (one model call at a time, up to ``max_batch_showers`` rows, no fill
+delay), so a one-shower request never waits for a slot behind a big stream's full batches and its call is a
+small bucket (measured on the photon demo model, one thread: 9 ms for a 4-row call against 41 ms for 64 rows).
+Why a lane and verified buckets rather than a lane alone computing small requests in their own fixed shape:
+that would make a shower's bits depend on the size of the request it came in, and a stream resumed at
+``next_index`` near its end would no longer continue the same showers. With verified buckets the lane changes
+when a shower is computed, never its bits. The lane's thread runs beside the ``max_concurrent_batches`` workers
+and competes with them for the cores; the big streams lose at most its share.
 """
 
 from __future__ import annotations
@@ -45,6 +57,7 @@ from caloflow_server.errors import (
 )
 from caloflow_server.noise import UINT64_MAX, shower_noise
 from caloflow_server.runtime import Runtime, check_showers
+from caloflow_server.shape_buckets import call_shapes, run_in_shapes
 
 __all__ = [
     "BatchStats",
@@ -158,6 +171,7 @@ class _Request:
     chunk_showers: int
     credit_showers: int
     ready_at: float
+    small: bool
     scheduled: int = 0
     completed: int = 0
     consumed: int = 0
@@ -188,6 +202,18 @@ class _Request:
         return self.count - self.completed if self.open else 0
 
 
+@dataclass(eq=False)
+class _Lane:
+    """One scheduler: the requests it takes (``small`` ones or the others), its worker threads and call slots."""
+
+    small: bool
+    concurrent: int
+    fill_delay: bool
+    executor: ThreadPoolExecutor
+    slots: asyncio.Semaphore | None = None
+    task: asyncio.Task[None] | None = None
+
+
 @dataclass(frozen=True)
 class _Segment:
     request: _Request
@@ -213,7 +239,9 @@ class Batcher:
     ``max_queue_showers``/``max_active_requests``: admission limits on showers not yet computed and on open
     requests; a request over either is refused at once with ``QueueFullError``. ``max_concurrent_batches``:
     model calls in flight at once (worker threads). ``compute_showers``: the fixed model-call shape of
-    deterministic mode (default ``max_batch_showers``).
+    deterministic mode (default ``max_batch_showers``); ``compute_buckets``: smaller shapes verified to give the
+    same bits (``shape_buckets.verify_buckets``). ``latency_lane_showers``: requests of at most that many showers
+    go to the latency lane (0: no lane).
     """
 
     def __init__(
@@ -228,6 +256,8 @@ class Batcher:
         buffer_chunks: int = 2,
         deterministic: bool = False,
         compute_showers: int | None = None,
+        compute_buckets: Sequence[int] = (),
+        latency_lane_showers: int = 0,
         observer: BatcherObserver | None = None,
     ) -> None:
         _check_positive(max_batch_showers=max_batch_showers, max_queue_showers=max_queue_showers)
@@ -242,6 +272,10 @@ class Batcher:
         self.buffer_chunks = buffer_chunks
         self.deterministic = deterministic
         self.compute_showers = compute_showers or max_batch_showers
+        self.compute_shapes = tuple(
+            sorted({*(b for b in compute_buckets if 0 < b < self.compute_showers), self.compute_showers})
+        )
+        self.latency_lane_showers = max(0, latency_lane_showers)
         self.observer: BatcherObserver = observer or NullObserver()
         self.batches_executed = 0
         self._active: dict[int, _Request] = {}
@@ -250,10 +284,12 @@ class Batcher:
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
-        self._slots: asyncio.Semaphore | None = None
-        self._scheduler: asyncio.Task[None] | None = None
         self._batch_tasks: set[asyncio.Task[None]] = set()
-        self._executor = ThreadPoolExecutor(max_concurrent_batches, thread_name_prefix="caloflow-batch")
+        self._lanes = [
+            _Lane(False, max_concurrent_batches, True, ThreadPoolExecutor(max_concurrent_batches, "caloflow-batch"))
+        ]
+        if self.latency_lane_showers:
+            self._lanes.append(_Lane(True, 1, False, ThreadPoolExecutor(1, "caloflow-lane")))
 
     # ------------------------------------------------------------------------------------------ public
     def stream(
@@ -276,7 +312,15 @@ class Batcher:
         self._admit(count)
         chunk = chunk_showers or self.max_batch_showers
         request = _Request(
-            self._next_id, energies, count, seed, start_index, chunk, chunk * self.buffer_chunks, time.monotonic()
+            self._next_id,
+            energies,
+            count,
+            seed,
+            start_index,
+            chunk,
+            chunk * self.buffer_chunks,
+            time.monotonic(),
+            small=count <= self.latency_lane_showers,
         )
         self._next_id += 1
         self._active[request.id] = request
@@ -303,13 +347,15 @@ class Batcher:
         for request in list(self._active.values()):
             next_index = request.start_index + request.emitted
             self._fail(request, DrainingError("the server is shutting down; resume at next_index", next_index))
-        if self._scheduler is not None:
-            self._scheduler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._scheduler
+        for lane in self._lanes:
+            if lane.task is not None:
+                lane.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await lane.task
         if self._batch_tasks:
             await asyncio.gather(*self._batch_tasks, return_exceptions=True)
-        self._executor.shutdown(wait=True)
+        for lane in self._lanes:
+            lane.executor.shutdown(wait=True)
 
     # --------------------------------------------------------------------------------------- admission
     def _admit(self, count: int) -> None:
@@ -329,8 +375,10 @@ class Batcher:
         if self._loop is None:
             self._loop = loop
             self._wakeup = asyncio.Event()
-            self._slots = asyncio.Semaphore(self.max_concurrent_batches)
-            self._scheduler = loop.create_task(self._schedule_forever(), name="caloflow-batcher")
+            for lane in self._lanes:
+                lane.slots = asyncio.Semaphore(lane.concurrent)
+                name = "caloflow-latency-lane" if lane.small else "caloflow-batcher"
+                lane.task = loop.create_task(self._schedule_forever(lane), name=name)
         elif self._loop is not loop:
             raise RuntimeError("a Batcher serves one event loop; this call came from another")
 
@@ -350,41 +398,42 @@ class Batcher:
             await self._wakeup.wait()
 
     # --------------------------------------------------------------------------------------- scheduling
-    async def _schedule_forever(self) -> None:
-        assert self._slots is not None and self._loop is not None
+    async def _schedule_forever(self, lane: _Lane) -> None:
+        assert lane.slots is not None and self._loop is not None
         try:
             while True:
-                await self._slots.acquire()
+                await lane.slots.acquire()
                 try:
-                    segments = await self._next_batch()
+                    segments = await self._next_batch(lane)
                 except BaseException:
-                    self._slots.release()
+                    lane.slots.release()
                     raise
-                task = self._loop.create_task(self._execute(segments))
+                task = self._loop.create_task(self._execute(segments, lane))
                 self._batch_tasks.add(task)
                 task.add_done_callback(self._batch_tasks.discard)
         except _StoppedError:
             return
 
-    def _schedulable(self) -> int:
-        return sum(request.schedulable() for request in self._active.values())
+    def _schedulable(self, lane: _Lane) -> int:
+        return sum(request.schedulable() for request in self._active.values() if request.small == lane.small)
 
-    async def _next_batch(self) -> list[_Segment]:
+    async def _next_batch(self, lane: _Lane) -> list[_Segment]:
         while True:
-            while self._schedulable() == 0:
+            while self._schedulable(lane) == 0:
                 if self._closing and not self._active:
                     raise _StoppedError
                 await self._wait_wakeup()
-            await self._fill_delay()
-            segments = self._form_batch()
+            if lane.fill_delay:
+                await self._fill_delay(lane)
+            segments = self._form_batch(lane)
             if segments:
                 return segments
 
-    async def _fill_delay(self) -> None:
+    async def _fill_delay(self, lane: _Lane) -> None:
         """Wait up to ``max_delay_ms`` for a full batch (no wait when one can be formed already)."""
         assert self._loop is not None
         deadline = self._loop.time() + self.max_delay_ms / 1000.0
-        while self._schedulable() < self.max_batch_showers:
+        while self._schedulable(lane) < self.max_batch_showers:
             remaining = deadline - self._loop.time()
             if remaining <= 0:
                 return
@@ -393,9 +442,9 @@ class Batcher:
             except TimeoutError:
                 return
 
-    def _form_batch(self) -> list[_Segment]:
-        """Max-min fair shares of ``max_batch_showers`` over the requests with work, in rotating order."""
-        ready = [request for request in self._active.values() if request.schedulable() > 0]
+    def _form_batch(self, lane: _Lane) -> list[_Segment]:
+        """Max-min fair shares of ``max_batch_showers`` over the lane's requests with work, in rotating order."""
+        ready = [r for r in self._active.values() if r.small == lane.small and r.schedulable() > 0]
         if not ready:
             return []
         shift = self._rotation % len(ready)
@@ -412,14 +461,14 @@ class Batcher:
         return segments
 
     # --------------------------------------------------------------------------------------- execution
-    async def _execute(self, segments: list[_Segment]) -> None:
-        assert self._loop is not None and self._slots is not None
+    async def _execute(self, segments: list[_Segment], lane: _Lane) -> None:
+        assert self._loop is not None and lane.slots is not None
         try:
-            outcome = await self._loop.run_in_executor(self._executor, self._compute, segments)
+            outcome = await self._loop.run_in_executor(lane.executor, self._compute, segments)
         except Exception as exc:  # the executor itself failed (shut down)
             outcome = _Outcome([InferenceError(f"batch not run: {exc!r}")] * len(segments), 0.0, False)
         finally:
-            self._slots.release()
+            lane.slots.release()
         self.batches_executed += 1
         self._report_batch(segments, outcome)
         for segment, result in zip(segments, outcome.showers, strict=True):
@@ -453,12 +502,12 @@ class Batcher:
         incident = energies.reshape(-1, 1)
         if not self.deterministic:
             return energies, self.runtime.run(incident, noise)
-        return energies, _run_fixed_shape(self.runtime, incident, noise.numpy(), self.compute_showers)
+        return energies, run_in_shapes(self.runtime, incident, noise.numpy(), self.compute_shapes)
 
     def _compute_rows(self, n: int) -> int:
         if not self.deterministic:
             return n
-        return -(-n // self.compute_showers) * self.compute_showers
+        return sum(call_shapes(n, self.compute_shapes))
 
     def _report_batch(self, segments: list[_Segment], outcome: _Outcome) -> None:
         n = sum(segment.n for segment in segments)
@@ -640,19 +689,6 @@ def _energies_of(segment: _Segment) -> np.ndarray:
     if energies.shape[0] != segment.n:
         raise InferenceError(f"energy source returned {energies.shape[0]} energies for {segment.n} showers")
     return energies
-
-
-def _run_fixed_shape(runtime: Runtime, incident: np.ndarray, noise: np.ndarray, rows: int) -> np.ndarray:
-    """Run in calls of exactly ``rows`` rows; the last call is padded by repeating its last row."""
-    outputs = []
-    for start in range(0, incident.shape[0], rows):
-        part_incident, part_noise = incident[start : start + rows], noise[start : start + rows]
-        n = part_incident.shape[0]
-        if n < rows:
-            part_incident = np.concatenate([part_incident, np.repeat(part_incident[-1:], rows - n, axis=0)])
-            part_noise = np.concatenate([part_noise, np.repeat(part_noise[-1:], rows - n, axis=0)])
-        outputs.append(runtime.run(part_incident, part_noise)[:n])
-    return np.concatenate(outputs)
 
 
 def _split_checked(

@@ -146,6 +146,8 @@ class InferenceServicer:
         config.dynamic_batching.max_queue_delay_microseconds = round(batcher.max_delay_ms * 1000)
         config.instance_group[0].count = batcher.max_concurrent_batches
         config.parameters["deterministic"].string_value = str(batcher.deterministic).lower()
+        config.parameters["call_shapes"].string_value = ",".join(str(n) for n in batcher.compute_shapes)
+        config.parameters["latency_lane_showers"].string_value = str(batcher.latency_lane_showers)
         return pb.ModelConfigResponse(config=config)
 
     def max_batch_size(self, loaded: LoadedModel) -> int:

@@ -57,6 +57,8 @@ _PLATFORMS = {
     "onnx": ("onnxruntime_onnx", "onnxruntime"),
     "fast_onnx": ("onnxruntime_onnx", "onnxruntime"),
     "torchscript": ("pytorch_libtorch", "pytorch"),
+    "torch_export": ("pytorch_aotinductor", "aoti"),
+    "fast_torch_export": ("pytorch_aotinductor", "aoti"),
 }
 _DTYPES: dict[str, np.dtype[Any]] = {"FP32": np.dtype("<f4"), "UINT64": np.dtype("<u8")}
 
@@ -307,6 +309,8 @@ def _config(loaded: LoadedModel, max_batch_size: int, batcher: Batcher) -> dict[
                 ("artifact", loaded.artifact.filename),
                 ("standin", manifest.standin),
                 ("deterministic", str(batcher.deterministic).lower()),
+                ("call_shapes", ",".join(str(n) for n in batcher.compute_shapes)),
+                ("latency_lane_showers", batcher.latency_lane_showers),
             )
         },
     }

@@ -141,6 +141,7 @@ def build_server(settings: Settings) -> Server:
         max_chunk_showers=settings.max_chunk_showers,
         chunk_bytes=settings.chunk_bytes,
         observer_for=metrics.observer_for,
+        shape_buckets=settings.bucket_candidates,
         **settings.batcher_options,
     )
     control = ModelControl(
@@ -148,6 +149,7 @@ def build_server(settings: Settings) -> Server:
         backend=settings.backend,
         device=settings.device,
         intra_op_threads=settings.op_threads,
+        compile_cache=settings.compile_cache,
         warmup_batch_sizes=_warmup_batch_sizes(settings),
         drain_timeout_s=settings.drain_timeout_s,
         on_state=metrics.model_state,

@@ -16,6 +16,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -33,9 +34,11 @@ from caloflow_repo import (
     enabled_precisions,
 )
 from caloflow_repo import ChecksumError as RepoChecksumError
+from caloflow_server._aoti_backend import AotiBackend, check_parity
 from caloflow_server._device import device_class
 from caloflow_server._onnx_backend import OnnxRuntimeBackend
 from caloflow_server._torchscript_backend import TorchScriptBackend
+from caloflow_server.aoti_cache import compiled_package
 from caloflow_server.errors import (
     ArtifactIntegrityError,
     InferenceError,
@@ -58,10 +61,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-BackendName = Literal["onnx", "torchscript", "auto"]
+BackendName = Literal["onnx", "torchscript", "aoti", "auto"]
 _ONNX_FORMATS = ("fast_onnx", "onnx")
 """Artifact formats ONNX Runtime runs, preferred first: the fast graph, then the plain one (same I/O)."""
+_COMPILED_FORMATS = ("fast_torch_export", "torch_export")
+"""torch.export programs the ``aoti`` backend compiles for this machine (``aoti_cache``), preferred first."""
 _FORMATS_OF_BACKEND: dict[str, tuple[str, ...]] = {
+    "aoti": _COMPILED_FORMATS,
     "auto": (*_ONNX_FORMATS, "torchscript"),
     "onnx": _ONNX_FORMATS,
     "torchscript": ("torchscript",),
@@ -165,23 +171,36 @@ def load_runtime(
     backend: BackendName = "auto",
     device: str = "cpu",
     intra_op_threads: int | None = None,
+    compile_cache: Path | None = None,
 ) -> LoadedModel:
     """Verify ``model@version`` (default: the default version) and load one of its artifacts on ``device``.
 
-    ``backend="auto"`` prefers the fast ONNX artifact (``model.fast.onnx``), then the plain ONNX one, then
-    TorchScript; ``backend="onnx"`` takes either ONNX artifact, the fast one first.
+    ``backend="auto"`` prefers the compiled program (``aoti``, when ``compile_cache`` is given and the version
+    has a torch.export artifact; if it cannot be compiled or fails parity, the next one, with a warning), then
+    the fast ONNX artifact (``model.fast.onnx``), then the plain ONNX one, then TorchScript; ``backend="onnx"``
+    takes either ONNX artifact, the fast one first; ``backend="aoti"`` compiles ``model.fast.pt2``
+    (``fast_torch_export``), else ``model.pt2`` (``torch_export``), for this CPU into ``compile_cache`` (or
+    reuses it there) and checks parity against the version's ONNX artifact before returning.
     """
     manifest = _verify(repository, model, version)
-    artifact = _choose_artifact(manifest, backend)
-    data = _read_verified(repository, manifest, artifact)
-    runtime = build_runtime(data, artifact, manifest, device, intra_op_threads)
+    compiled = _compiled_choice(repository, manifest, backend, compile_cache, device, intra_op_threads)
     klass = device_class(device)
-    enabled = enabled_precisions(manifest.extra, klass, artifact.sha256)
-    reduced = {
-        mode: build_runtime(data, artifact, manifest, device, intra_op_threads, mode)
-        for mode in enabled
-        if mode != DEFAULT_PRECISION
-    }
+    reduced: dict[str, Runtime] = {}
+    if compiled is not None:
+        # Gate records name the ONNX/TorchScript artifact they were measured on: the compiled program serves
+        # fp32-strict only.
+        artifact, runtime = compiled
+        enabled: tuple[str, ...] = (DEFAULT_PRECISION,)
+    else:
+        artifact = _choose_artifact(manifest, backend)
+        data = _read_verified(repository, manifest, artifact)
+        runtime = build_runtime(data, artifact, manifest, device, intra_op_threads)
+        enabled = tuple(enabled_precisions(manifest.extra, klass, artifact.sha256))
+        reduced = {
+            mode: build_runtime(data, artifact, manifest, device, intra_op_threads, mode)
+            for mode in enabled
+            if mode != DEFAULT_PRECISION
+        }
     logger.info(
         "loaded %s@%d (%s, sha256 %s) on %s (%s); precisions %s",
         manifest.model,
@@ -206,6 +225,63 @@ def _verify(repository: ModelRepository, model: str, version: int | str | None) 
         raise ArtifactIntegrityError(str(exc)) from exc
     except RepositoryError as exc:
         raise RuntimeLoadError(f"cannot load {model}@{version}: {exc}") from exc
+
+
+def _has(manifest: Manifest, fmt: str) -> bool:
+    return any(artifact.format == fmt for artifact in manifest.artifacts)
+
+
+def _compiled_choice(
+    repository: ModelRepository,
+    manifest: Manifest,
+    backend: BackendName,
+    compile_cache: Path | None,
+    device: str,
+    intra_op_threads: int | None,
+) -> tuple[ArtifactInfo, Runtime] | None:
+    """The compiled program where ``backend`` asks for it (``aoti``) or prefers it (``auto`` with a cache and a
+    torch.export artifact); None where it does not, or where ``auto`` cannot compile it or it fails parity."""
+    compilable = any(_has(manifest, fmt) for fmt in _COMPILED_FORMATS)
+    if backend != "aoti" and not (backend == "auto" and compile_cache is not None and compilable):
+        return None
+    artifact = _choose_artifact(manifest, "aoti")
+    try:
+        return artifact, _compiled_runtime(repository, manifest, artifact, compile_cache, device, intra_op_threads)
+    except ArtifactIntegrityError:
+        raise
+    except RuntimeLoadError as exc:
+        if backend == "aoti":
+            raise
+        logger.warning("%s@%d: not serving the compiled program: %s", manifest.model, manifest.version, exc)
+        return None
+
+
+def _compiled_runtime(
+    repository: ModelRepository,
+    manifest: Manifest,
+    artifact: ArtifactInfo,
+    compile_cache: Path | None,
+    device: str,
+    intra_op_threads: int | None,
+) -> AotiBackend:
+    """The torch.export artifact compiled for this CPU, after parity with the version's ONNX artifact."""
+    if compile_cache is None:
+        raise RuntimeLoadError("the aoti backend needs a compile cache directory (--compile-cache)")
+    if device != "cpu":
+        raise RuntimeLoadError(f"the aoti backend compiles for the CPU only, asked for {device}")
+    if not _has(manifest, "onnx") and not _has(manifest, "fast_onnx"):
+        raise RuntimeLoadError(f"{manifest.model}@{manifest.version} has no ONNX artifact to check parity against")
+    package = compiled_package(compile_cache, artifact.sha256, _read_verified(repository, manifest, artifact))
+    runtime = AotiBackend(package, device, noise_dim=manifest.noise_dim, n_voxels=manifest.n_voxels)
+    reference_artifact = _choose_artifact(manifest, "onnx")
+    reference = build_runtime(
+        _read_verified(repository, manifest, reference_artifact), reference_artifact, manifest, "cpu", intra_op_threads
+    )
+    check_parity(runtime, reference, manifest.energy_range_mev, manifest.noise_dim)
+    logger.info(
+        "%s@%d runs %s (parity with %s)", manifest.model, manifest.version, package, reference_artifact.filename
+    )
+    return runtime
 
 
 def _choose_artifact(manifest: Manifest, backend: BackendName) -> ArtifactInfo:

@@ -47,6 +47,7 @@ from caloflow_server.errors import (
 )
 from caloflow_server.noise import UINT64_MAX, draw_seed
 from caloflow_server.runtime import LoadedModel
+from caloflow_server.shape_buckets import candidate_buckets, verify_buckets
 
 __all__ = [
     "GenerateRequest",
@@ -249,6 +250,9 @@ class GenerationService:
     the stats observer of each version's batcher. ``dataset_models``: which model serves a dataset (or its alias,
     a particle) when several do. ``chunk_bytes``: the default chunk size, in shower bytes. Each precision mode a
     version serves (``LoadedModel.precisions``) has its own batcher (``observer_for(loaded, precision)``).
+    ``shape_buckets``: the call shapes ``verify_buckets`` tries in deterministic mode (empty: the powers of two
+    below the call shape; None: none, every call has the full shape); verified call shapes apply to the default
+    precision's batcher only - a reduced-precision batcher always calls the full shape.
     """
 
     def __init__(
@@ -261,9 +265,11 @@ class GenerationService:
         chunk_bytes: int = 2 * 1024 * 1024,
         dataset_models: Mapping[str, str] | None = None,
         observer_for: Callable[[LoadedModel, str], BatcherObserver] | None = None,
+        shape_buckets: Sequence[int] | None = None,
         **batcher_options: Any,
     ) -> None:
         self.repository = repository
+        self._shape_buckets = None if shape_buckets is None else tuple(shape_buckets)
         self._limits = _Limits(max_count, max_chunk_showers, chunk_bytes)
         self._observer_for = observer_for
         self._batcher_options = batcher_options
@@ -288,12 +294,27 @@ class GenerationService:
     def is_loaded(self, model: str, version: int) -> bool:
         return (model, version) in self._served
 
-    def add_model(self, loaded: LoadedModel, *, drain_timeout_s: float | None) -> None:
-        """Serve ``loaded``; a version already served under that (model, version) is replaced and drained.
+    def verify_buckets(self, loaded: LoadedModel) -> tuple[int, ...]:
+        """The call shapes ``loaded`` may use besides the full one, verified on it (blocking: run it off the loop).
+
+        Empty when deterministic mode is off or no candidates are configured."""
+        options = self._batcher_options
+        if self._shape_buckets is None or not options.get("deterministic", False):
+            return ()
+        reference = options.get("compute_showers") or options.get("max_batch_showers") or 1024
+        candidates = candidate_buckets(reference, self._shape_buckets)
+        check = verify_buckets(loaded.runtime, reference, candidates, loaded.manifest.energy_range_mev)
+        return check.verified
+
+    def add_model(
+        self, loaded: LoadedModel, *, drain_timeout_s: float | None, compute_buckets: Sequence[int] = ()
+    ) -> None:
+        """Serve ``loaded`` (with the call shapes ``verify_buckets`` gave); a version already served under that
+        (model, version) is replaced and drained.
 
         Must be called on the event loop (a replaced version's batcher drains there in the background)."""
         previous = self._served.get((loaded.model, loaded.version))
-        self._served[(loaded.model, loaded.version)] = self._new_served(loaded)
+        self._served[(loaded.model, loaded.version)] = self._new_served(loaded, compute_buckets)
         if previous is not None:
             for batcher in previous.batchers.values():
                 self._retire(batcher, drain_timeout_s)
@@ -319,12 +340,20 @@ class GenerationService:
         """The version a request naming ``model`` and no version is served by."""
         return self.resolve(model).version
 
-    def _new_served(self, loaded: LoadedModel) -> _ServedModel:
-        return _ServedModel(loaded, {mode: self._new_batcher(loaded, mode) for mode in loaded.precisions})
+    def _new_served(self, loaded: LoadedModel, compute_buckets: Sequence[int] = ()) -> _ServedModel:
+        return _ServedModel(
+            loaded,
+            {
+                mode: self._new_batcher(loaded, mode, compute_buckets if mode == DEFAULT_PRECISION else ())
+                for mode in loaded.precisions
+            },
+        )
 
-    def _new_batcher(self, loaded: LoadedModel, precision: str) -> Batcher:
+    def _new_batcher(self, loaded: LoadedModel, precision: str, compute_buckets: Sequence[int] = ()) -> Batcher:
         observer = self._observer_for(loaded, precision) if self._observer_for is not None else None
-        batcher = Batcher(loaded.runtime_for(precision), observer=observer, **self._batcher_options)
+        batcher = Batcher(
+            loaded.runtime_for(precision), observer=observer, compute_buckets=compute_buckets, **self._batcher_options
+        )
         if batcher.max_queue_showers < self.max_count:
             raise ValueError(f"max_count {self.max_count} exceeds the batcher's max_queue_showers")
         return batcher

@@ -36,7 +36,12 @@ class Settings(BaseSettings):
         description="models to load at start, 'name' (its default version) or 'name@version'; empty: every model",
     )
     device: Literal["cpu", "cuda"] = "cpu"
-    backend: Literal["auto", "onnx", "torchscript"] = "auto"
+    backend: Literal["auto", "onnx", "torchscript", "aoti"] = "auto"
+    compile_cache: Path | None = Field(
+        None,
+        description="directory of AOTInductor packages compiled here from torch_export artifacts (backend aoti; "
+        "with it, auto prefers the compiled program); unset: nothing is compiled",
+    )
     intra_op_threads: int | None = Field(
         None, ge=1, description="ONNX Runtime intra-op threads per model call; default: the CPU cores per batch worker"
     )
@@ -77,6 +82,15 @@ class Settings(BaseSettings):
     buffer_chunks: int = Field(2, ge=1)
     deterministic: bool = Field(True, description="fixed model-call shape: bit-identical showers for any batching")
     compute_showers: int | None = Field(None, ge=1, description="model-call rows in deterministic mode")
+    shape_buckets: Annotated[list[int], NoDecode] = Field(
+        default_factory=list,
+        description="smaller call shapes tried in deterministic mode, each served only if its rows' bits verify "
+        "at load against the compute_showers-row call; empty: the powers of two below it",
+    )
+    verify_shape_buckets: bool = Field(True, description="try shape_buckets at load; off: every call is full size")
+    latency_lane_showers: int = Field(
+        8, ge=0, description="requests of at most this many showers run in their own lane and thread; 0: no lane"
+    )
 
     # ------------------------------------------------------------------------------------ lifecycle
     drain_grace_s: float = Field(
@@ -85,7 +99,7 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(30.0, ge=0.0, description="after that: seconds in-flight streams may finish")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
-    @field_validator("models", "warmup_batch_sizes", mode="before")
+    @field_validator("models", "warmup_batch_sizes", "shape_buckets", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
@@ -134,7 +148,13 @@ class Settings(BaseSettings):
             "buffer_chunks": self.buffer_chunks,
             "deterministic": self.deterministic,
             "compute_showers": self.compute_showers,
+            "latency_lane_showers": self.latency_lane_showers,
         }
+
+    @property
+    def bucket_candidates(self) -> list[int] | None:
+        """The ``shape_buckets`` argument of the service: None when verification is off."""
+        return list(self.shape_buckets) if self.verify_shape_buckets else None
 
     @property
     def admin_token_value(self) -> str | None:

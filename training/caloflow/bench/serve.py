@@ -8,8 +8,9 @@ One run, one model, figures printed (and ``--json``):
 2. a **real server** (``python -m caloflow_server.main`` on free loopback ports, the repository's settings
    and any ``--env`` overrides) is started; its RSS is read from ``/proc``;
 3. **idle latency**: ``--latency-requests`` one-shower requests, one after another (p50/p99 seconds);
-4. **HTTP npy stream** of ``--count`` showers while a second client sends one-shower requests - showers/s
-   and the latency under load;
+4. **HTTP npy stream** of ``--count`` showers while ``--one-shower-clients`` other clients (default 1) each send
+   one-shower requests, one after another - showers/s, and the latency under load over all their requests
+   (the issue's load: ``--count 100000 --one-shower-clients 20``);
 5. **gRPC stream** of ``--grpc-count`` showers through the native ``Generate`` call;
 6. server RSS after the streams (growth against step 2).
 
@@ -35,6 +36,7 @@ from caloflow.cli import CLIError
 
 if TYPE_CHECKING:
     from caloflow_server.process import ServerProcess
+    from caloflow_server.settings import Settings
 
 
 def register(subparsers: Any) -> None:
@@ -51,6 +53,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--engine-seconds", type=float, default=5.0, help="timing per engine layout (5 s)")
     parser.add_argument("--latency-requests", type=int, default=200, help="idle one-shower requests (200)")
+    parser.add_argument(
+        "--one-shower-clients", type=int, default=1, help="concurrent one-shower clients during the stream (1)"
+    )
     parser.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE", help="server setting, e.g. CALOFLOW_DEVICE=cuda"
     )
@@ -84,6 +89,7 @@ class Report:
     grpc_showers_per_s: float | None = None
     idle_latency: Latency | None = None
     loaded_latency: Latency | None = None
+    one_shower_clients: int = 1
     rss_before_mb: float | None = None
     rss_after_mb: float | None = None
     rss_peak_mb: float | None = None
@@ -97,10 +103,11 @@ def _run(args: argparse.Namespace) -> int:
     device = env.get("CALOFLOW_DEVICE", "cpu")
     layouts: list[tuple[str, int, int, int | None]] = [(f"batch {batch}", batch, 1, None) for batch in batches]
     server_batch, workers, threads = _server_layout(env)
+    runtime_options = _runtime_options(env)
     server_label = f"batch {server_batch} x {workers} calls in parallel (the server's layout)"
     layouts.append((server_label, server_batch, workers, threads))
     for label, batch, n_workers, n_threads in layouts:
-        rate = _engine_rate(args.repo, args.model, batch, n_workers, n_threads, args, device)
+        rate = _engine_rate(args.repo, args.model, batch, n_workers, n_threads, args, device, **runtime_options)
         report.engine_showers_per_s[label] = rate
         print(f"engine, {label}: {rate:.1f} showers/s, {1e3 / rate:.3f} ms/shower", flush=True)
     with _server(args.repo, args.model, env) as server:
@@ -112,23 +119,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _measure_server(server: ServerProcess, args: argparse.Namespace, report: Report) -> None:
-    from caloflow.bench.serve_clients import grpc_stream, http_stream, one_shower_latencies
+    from caloflow.bench.serve_clients import grpc_stream, one_shower_latencies
 
     report.rss_before_mb = server.rss_mb()
     probe_args = (server.url, args.model, args.energy_mev)
     report.idle_latency = Latency.of(one_shower_latencies(*probe_args, args.latency_requests))
     print(f"idle one-shower latency: {_latency_text(report.idle_latency)}", flush=True)
-    stop = threading.Event()
-    probe: list[float] = []
-    prober = threading.Thread(target=lambda: probe.extend(one_shower_latencies(*probe_args, None, stop)), daemon=True)
-    prober.start()
-    try:
-        seconds = http_stream(server.url, args.model, args.energy_mev, args.count)
-    finally:
-        stop.set()
-        prober.join()
+    seconds, probe = _stream_under_probes(server, args)
     report.http_showers_per_s = args.count / seconds
     report.loaded_latency = Latency.of(probe)
+    report.one_shower_clients = args.one_shower_clients
     print(f"HTTP npy stream: {args.count} showers in {seconds:.1f} s", flush=True)
     grpc_count = args.count if args.grpc_count is None else args.grpc_count
     if grpc_count:
@@ -139,20 +139,69 @@ def _measure_server(server: ServerProcess, args: argparse.Namespace, report: Rep
     report.rss_peak_mb = server.rss_mb("VmHWM")
 
 
+def _stream_under_probes(server: ServerProcess, args: argparse.Namespace) -> tuple[float, list[float]]:
+    """Seconds of the HTTP stream, and the latencies of the one-shower clients that ran beside it."""
+    from caloflow.bench.serve_clients import http_stream, one_shower_latencies
+
+    if args.one_shower_clients < 1:
+        raise CLIError(f"--one-shower-clients must be at least 1, got {args.one_shower_clients}")
+    stop = threading.Event()
+    samples: list[list[float]] = [[] for _ in range(args.one_shower_clients)]
+    failures: list[BaseException] = []
+
+    def probe(out: list[float]) -> None:
+        try:
+            out.extend(one_shower_latencies(server.url, args.model, args.energy_mev, None, stop))
+        except BaseException as exc:
+            failures.append(exc)
+
+    probers = [threading.Thread(target=probe, args=(out,), daemon=True) for out in samples]
+    for prober in probers:
+        prober.start()
+    try:
+        seconds = http_stream(server.url, args.model, args.energy_mev, args.count)
+    finally:
+        stop.set()
+        for prober in probers:
+            prober.join()
+    if failures:
+        raise CLIError(f"a one-shower client failed under load: {failures[0]}")
+    return seconds, [value for out in samples for value in out]
+
+
 def _server_layout(env: dict[str, str]) -> tuple[int, int, int | None]:
     """(batch showers, concurrent model calls, intra-op threads) the server will use with these settings."""
-    from caloflow_server.settings import Settings
-
-    overrides: dict[str, Any] = {name.removeprefix("CALOFLOW_").lower(): value for name, value in env.items()}
-    settings = Settings(**overrides)  # the environment too, as the server process will see it
+    settings = _settings(env)
     return settings.batch_showers, settings.concurrent_batches, settings.op_threads
 
 
+def _settings(env: dict[str, str]) -> Settings:
+    """The server's ``Settings`` from ``--env`` (the environment too, as the server process will see it)."""
+    from caloflow_server.settings import Settings
+
+    overrides: dict[str, Any] = {name.removeprefix("CALOFLOW_").lower(): value for name, value in env.items()}
+    return Settings(**overrides)
+
+
+def _runtime_options(env: dict[str, str]) -> dict[str, Any]:
+    """The backend and compile cache the server will use (``CALOFLOW_BACKEND``, ``CALOFLOW_COMPILE_CACHE``)."""
+    settings = _settings(env)
+    return {"backend": settings.backend, "compile_cache": settings.compile_cache}
+
+
 def _engine_rate(
-    repo: Path, model: str, batch: int, workers: int, threads: int | None, args: argparse.Namespace, device: str
+    repo: Path,
+    model: str,
+    batch: int,
+    workers: int,
+    threads: int | None,
+    args: argparse.Namespace,
+    device: str,
+    **runtime_options: Any,
 ) -> float:
     """Showers/s of the artifact as the server runs it (noise included): ``workers`` threads each calling the
-    model on ``batch`` showers for ``--engine-seconds`` after a warm-up call."""
+    model on ``batch`` showers for ``--engine-seconds`` after a warm-up call (a compiled backend is compiled into
+    its cache here, before the server starts)."""
     from concurrent.futures import ThreadPoolExecutor
 
     import numpy as np
@@ -161,7 +210,9 @@ def _engine_rate(
     from caloflow_server import load_runtime
     from caloflow_server.noise import shower_noise
 
-    runtime = load_runtime(ModelRepository(repo), model, device=device, intra_op_threads=threads).runtime
+    runtime = load_runtime(
+        ModelRepository(repo), model, device=device, intra_op_threads=threads, **runtime_options
+    ).runtime
     incident = np.full((batch, 1), args.energy_mev, dtype=np.float32)
 
     def loop(worker: int, seconds: float) -> int:
@@ -220,7 +271,8 @@ def _print(report: Report) -> None:
             print(f"{rate:>10.1f} showers/s  {name} ({rate / best:.0%} of the best engine rate)")
     if report.idle_latency and report.loaded_latency:
         print(f"one shower, idle:       {_latency_text(report.idle_latency)}")
-        print(f"one shower, under load: {_latency_text(report.loaded_latency)}")
+        clients = report.one_shower_clients
+        print(f"one shower, under load ({clients} one-shower clients): {_latency_text(report.loaded_latency)}")
         print(f"p99 under load / idle p99: {report.loaded_latency.p99_s / report.idle_latency.p99_s:.2f}x")
     if report.rss_before_mb is not None and report.rss_after_mb is not None:
         growth = report.rss_after_mb - report.rss_before_mb

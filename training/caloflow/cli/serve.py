@@ -23,6 +23,7 @@ _FIELDS = (
     "metrics_port",
     "device",
     "backend",
+    "compile_cache",
     "tls_cert",
     "tls_key",
     "drain_timeout_s",
@@ -47,8 +48,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default cpu")
     parser.add_argument(
         "--backend",
-        choices=("auto", "onnx", "torchscript"),
-        help="default auto: model.fast.onnx, else model.onnx, else TorchScript (onnx: either ONNX file, fast first)",
+        choices=("auto", "onnx", "torchscript", "aoti"),
+        help="default auto: the compiled program (with --compile-cache), else model.fast.onnx, else model.onnx, "
+        "else TorchScript (onnx: either ONNX file, fast first; aoti: model.pt2 compiled for this CPU)",
+    )
+    parser.add_argument(
+        "--compile-cache", type=Path, help="directory of AOTInductor packages compiled here (default: none compiled)"
     )
     parser.add_argument("--tls-cert", type=Path, help="PEM certificate: HTTPS and gRPC over TLS (with --tls-key)")
     parser.add_argument("--tls-key", type=Path, help="PEM private key")

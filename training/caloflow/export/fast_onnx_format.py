@@ -20,15 +20,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from torch.export import ExportedProgram
+
 from caloflow.export._root import ExportRoot, example_inputs
 from caloflow.export.fast import DEFAULT_GROUPS, fast_sampler
 from caloflow.export.onnx_float16 import store_float16
 from caloflow.export.onnx_format import convert_program, save_onnx
 from caloflow.export.packing import folded_copy
-from caloflow.export.torch_export_format import export_root
+from caloflow.export.torch_export_format import export_root, save_program
 from caloflow.sampler import CaloFlowSampler
 
-__all__ = ["FAST_FORM", "export_fast_onnx"]
+__all__ = ["FAST_FORM", "export_fast_onnx", "export_fast_program", "fast_program"]
 
 FAST_FORM = "fast"
 """``caloflow.form`` metadata value of a fast graph."""
@@ -44,8 +46,20 @@ def export_fast_onnx(
 ) -> str:
     """Write the fast form of ``sampler`` (student output layers in ``groups`` degree blocks) to ``path``, with
     ``metadata`` plus ``caloflow.form`` and ``caloflow.fast_groups``; returns the format version string."""
-    module = fast_sampler(folded_copy(sampler, float16=compact), groups=groups, chunk=None)
-    model = convert_program(export_root(ExportRoot(module), example_inputs(sampler)))
+    model = convert_program(fast_program(sampler, compact=compact, groups=groups))
     if compact:
         store_float16(model)
     return save_onnx(model, path, {**metadata, "caloflow.form": FAST_FORM, "caloflow.fast_groups": groups})
+
+
+def fast_program(sampler: CaloFlowSampler, *, compact: bool, groups: int = DEFAULT_GROUPS) -> ExportedProgram:
+    """The fast form of ``sampler`` (``chunk=None``) as a torch.export program with a dynamic batch; ``compact``
+    uses the float16-rounded student weights that the compact ONNX graphs hold (stored here as float32)."""
+    module = fast_sampler(folded_copy(sampler, float16=compact), groups=groups, chunk=None)
+    return export_root(ExportRoot(module), example_inputs(sampler))
+
+
+def export_fast_program(sampler: CaloFlowSampler, path: Path, *, compact: bool, groups: int = DEFAULT_GROUPS) -> str:
+    """``model.fast.pt2``: the fast program, what the server's ``aoti`` backend compiles for its own CPU (the same
+    function as ``model.fast.onnx``, which the server checks it against); returns the format version string."""
+    return save_program(fast_program(sampler, compact=compact, groups=groups), path)

@@ -13,7 +13,7 @@ from caloflow.errors import CaloflowError
 from caloflow.export._root import INPUT_NAMES, OUTPUT_NAMES
 from caloflow.export.aoti_format import compile_package
 from caloflow.export.errors import ExportError
-from caloflow.export.fast_onnx_format import export_fast_onnx
+from caloflow.export.fast_onnx_format import export_fast_onnx, export_fast_program
 from caloflow.export.onnx_format import export_onnx
 from caloflow.export.torch_export_format import export_program, save_program
 from caloflow.export.torchscript_format import export_torchscript
@@ -26,10 +26,12 @@ FILENAMES = {
     "fast_onnx": "model.fast.onnx",
     "torchscript": "model.pt",
     "torch_export": "model.pt2",
+    "fast_torch_export": "model.fast.pt2",
     "aoti": "model.aoti.pt2",
 }
 """Artifact file name per format (``fast_onnx``: the fast inference form in ONNX, what the server prefers;
-``aoti``: an AOTInductor package for this machine's CPU, optional)."""
+``fast_torch_export``: the fast graph as a torch.export program, which the server compiles for its own CPU,
+optional; ``aoti``: an AOTInductor package for this machine's CPU, optional)."""
 
 DEFAULT_FORMATS = ("onnx", "fast_onnx", "torchscript", "torch_export")
 
@@ -107,6 +109,8 @@ def _write(fmt: str, sampler: CaloFlowSampler, program: ExportedProgram | None, 
     metadata = {"caloflow.io": io_spec(sampler), "caloflow.compact": compact}
     if fmt == "fast_onnx":
         return export_fast_onnx(sampler, path, metadata, compact=compact)
+    if fmt == "fast_torch_export":
+        return export_fast_program(sampler, path, compact=compact)
     assert program is not None
     if fmt == "onnx":
         return export_onnx(program, path, metadata)

@@ -83,7 +83,7 @@ def load_runner(path: Path, fmt: str, threads: int | None = None) -> Runner:
             return _onnx(path, threads)
         if fmt == "torchscript":
             return _torchscript(path)
-        if fmt == "torch_export":
+        if fmt in ("torch_export", "fast_torch_export"):
             return _torch_export(path)
         if fmt == "aoti":
             return _torch(torch._inductor.aoti_load_package(str(path)))
