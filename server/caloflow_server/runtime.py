@@ -184,17 +184,18 @@ def load_runtime(
     """
     manifest = _verify(repository, model, version)
     compiled = _compiled_choice(repository, manifest, backend, compile_cache, device, intra_op_threads)
-    klass = device_class(device)
     reduced: dict[str, Runtime] = {}
     if compiled is not None:
         # Gate records name the ONNX/TorchScript artifact they were measured on: the compiled program serves
         # fp32-strict only.
         artifact, runtime = compiled
+        klass = device_class(device)
         enabled: tuple[str, ...] = (DEFAULT_PRECISION,)
     else:
         artifact = _choose_artifact(manifest, backend)
         data = _read_verified(repository, manifest, artifact)
         runtime = build_runtime(data, artifact, manifest, device, intra_op_threads)
+        klass = device_class(device)  # after the runtime: a device this build cannot run is refused there first
         enabled = tuple(enabled_precisions(manifest.extra, klass, artifact.sha256))
         reduced = {
             mode: build_runtime(data, artifact, manifest, device, intra_op_threads, mode)
