@@ -44,6 +44,7 @@ from caloflow.families.icaloflow.fast import fast_icaloflow_sampler
 from caloflow.families.icaloflow.models import ICaloFlowModels
 from caloflow.families.icaloflow.presets import ICaloFlowPreset, preset_from_dict
 from caloflow.families.icaloflow.sampler import ICaloFlowSampler
+from caloflow.families.icaloflow.scanned import scanned_generation
 from caloflow.families.icaloflow.training import trained_models
 from caloflow.publish import dataset_fields, pending_artifacts
 from caloflow_repo import Manifest, ModelRepository, standard_inputs, standard_outputs, utc_now_iso
@@ -139,7 +140,7 @@ def export_sampler(
 def _write(fmt: str, sampler: ICaloFlowSampler, example: tuple[torch.Tensor, ...], path: Path, compact: bool) -> str:
     energies, noise = example
     if fmt == "fast_onnx":
-        program = export_root(ExportRoot(fast_icaloflow_sampler(sampler)), (energies, noise))
+        program = export_root(ExportRoot(scanned_generation(fast_icaloflow_sampler(sampler))), (energies, noise))
         model = convert_program(program)
         if compact:
             store_float16(model)
@@ -147,7 +148,7 @@ def _write(fmt: str, sampler: ICaloFlowSampler, example: tuple[torch.Tensor, ...
         metadata = {"caloflow.io": io, "caloflow.compact": compact, "caloflow.form": FAST_FORM}
         return save_onnx(model, path, metadata)
     if fmt == "onnx":
-        program = export_root(ExportRoot(_prepared(sampler, compact, False)), (energies, noise))
+        program = export_root(ExportRoot(scanned_generation(_prepared(sampler, compact, False))), (energies, noise))
         io = {"inputs": sampler.noise_dim, "outputs": sampler.n_voxels}
         return save_onnx(convert_program(program), path, {"caloflow.io": io, "caloflow.compact": compact})
     prepared = _prepared(sampler, compact, True)
