@@ -120,8 +120,9 @@ def export_sampler(
 ) -> list[ExportedArtifact]:
     """Write ``sampler`` (the :func:`reference` a compact artifact holds) in ``formats`` into ``out_dir``:
     ``fast_onnx`` (the fast form, :mod:`caloflow.families.icaloflow.fast`, float16 storage when compact; what the
-    server prefers), ``onnx`` (the plain graph: its flow-1 MAF inverse unrolled in full, slow to export) and
-    ``torchscript`` (the plain graph traced, students packed)."""
+    server prefers), ``onnx`` (the plain graph, its flow-1 D-pass MAF solve) and ``torchscript`` (the plain graph
+    traced, students packed). Both ONNX graphs hold flow-1's solve and the 44 flow-3 steps as ``Scan`` loops
+    (:mod:`caloflow.families.icaloflow.scanned`): one copy of each loop body instead of hundreds."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ExportError(f"unknown iCaloFlow export format(s) {unknown or list(formats)}; choose from {list(FORMATS)}")
