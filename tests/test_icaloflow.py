@@ -253,3 +253,22 @@ def test_fast_form_matches_the_float64_sampler(chain: str) -> None:
         fast = fast_icaloflow_sampler(eager)(energies, noise).numpy()
     assert exact.any() and compare(fast, exact, eager.threshold_mev)["violations"] == 0
     assert compare(fast * 1.05, exact, eager.threshold_mev)["violations"] > 0  # the criterion can fail
+
+
+@pytest.mark.parametrize("form", ["plain", "fast"])
+def test_scanned_form_samples_what_the_layer_loop_samples(form: str) -> None:
+    from caloflow.families.icaloflow.fast import fast_icaloflow_sampler
+    from caloflow.families.icaloflow.scanned import scanned_generation
+
+    eager = _sampler(renormalise=True)
+    chain = fast_icaloflow_sampler(eager) if form == "fast" else eager
+    energies = torch.exp(torch.empty(5, 1).uniform_(7.0, 13.8, generator=torch.Generator().manual_seed(6)))
+    noise = torch.randn(5, noise_dim(SMALL), generator=torch.Generator().manual_seed(7))
+    scanned = scanned_generation(chain)
+    swapped = noise.clone()
+    swapped[:, -SMALL.layer_size :] = 0.0  # the last step's dequantisation: only the scanned steps see it
+    with torch.no_grad():
+        looped, showers, other = chain(energies, noise), scanned(energies, noise), scanned(energies, swapped)
+    assert looped[:, -SMALL.layer_size :].any()
+    torch.testing.assert_close(showers, looped, rtol=1e-5, atol=1e-3)
+    assert not torch.allclose(other, looped, rtol=1e-5, atol=1e-3)

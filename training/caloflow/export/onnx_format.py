@@ -76,9 +76,13 @@ def _name_batch_dimension(graph: onnx.GraphProto) -> None:
 
 
 def _strip_node_metadata(graph: onnx.GraphProto) -> None:
+    """Also inside subgraphs (a ``Scan`` body): there the stack traces were most of a scanned model's bytes."""
     for node in graph.node:
         del node.metadata_props[:]
         node.doc_string = ""
+        for attribute in node.attribute:
+            for subgraph in [attribute.g, *attribute.graphs] if attribute.HasField("g") else attribute.graphs:
+                _strip_node_metadata(subgraph)
 
 
 def export_onnx(program: ExportedProgram, path: Path, metadata: Mapping[str, object]) -> str:

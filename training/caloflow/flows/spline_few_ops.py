@@ -35,13 +35,17 @@ def rqs_inverse_few_ops(
     min_bin_width: float = 1e-6,
     min_bin_height: float = 1e-6,
     min_derivative: float = 1e-6,
+    minimum: Tensor | None = None,
 ) -> Tensor:
     """``x = RQS^-1(y)`` for ``y`` (B, D) and parameter-major ``params`` (B, 3K - 1, D); identity outside
-    ``[-bound, bound]``."""
+    ``[-bound, bound]``. ``minimum``: ``[min_bin_width, min_bin_height]`` as a tensor of ``params``' dtype, for
+    callers tracing this inside a scan body, where the tensor constant built from the floats cannot be lifted."""
     num_bins = (params.shape[1] + 1) // 3
     dtype, device = params.dtype, params.device
     # Knot k of widths (row 0) and heights (row 1): -B + step k + scale cumsum(exp)_k, k = 0 .. K.
-    minimum = torch.tensor([min_bin_width, min_bin_height], dtype=dtype, device=device).reshape(1, 2, 1, 1)
+    if minimum is None:
+        minimum = torch.tensor([min_bin_width, min_bin_height], dtype=dtype, device=device)
+    minimum = minimum.reshape(1, 2, 1, 1)
     step = 2.0 * bound * minimum
     logits = params[:, : 2 * num_bins].reshape(params.shape[0], 2, num_bins, -1)  # (B, 2, K, D)
     e = torch.exp(logits - logits.amax(dim=2, keepdim=True))

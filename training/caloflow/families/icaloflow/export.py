@@ -44,6 +44,7 @@ from caloflow.families.icaloflow.fast import fast_icaloflow_sampler
 from caloflow.families.icaloflow.models import ICaloFlowModels
 from caloflow.families.icaloflow.presets import ICaloFlowPreset, preset_from_dict
 from caloflow.families.icaloflow.sampler import ICaloFlowSampler
+from caloflow.families.icaloflow.scanned import scanned_generation
 from caloflow.families.icaloflow.training import trained_models
 from caloflow.publish import dataset_fields, pending_artifacts
 from caloflow_repo import Manifest, ModelRepository, standard_inputs, standard_outputs, utc_now_iso
@@ -119,8 +120,9 @@ def export_sampler(
 ) -> list[ExportedArtifact]:
     """Write ``sampler`` (the :func:`reference` a compact artifact holds) in ``formats`` into ``out_dir``:
     ``fast_onnx`` (the fast form, :mod:`caloflow.families.icaloflow.fast`, float16 storage when compact; what the
-    server prefers), ``onnx`` (the plain graph: its flow-1 MAF inverse unrolled in full, slow to export) and
-    ``torchscript`` (the plain graph traced, students packed)."""
+    server prefers), ``onnx`` (the plain graph, its flow-1 D-pass MAF solve) and ``torchscript`` (the plain graph
+    traced, students packed). Both ONNX graphs hold flow-1's solve and the 44 flow-3 steps as ``Scan`` loops
+    (:mod:`caloflow.families.icaloflow.scanned`): one copy of each loop body instead of hundreds."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ExportError(f"unknown iCaloFlow export format(s) {unknown or list(formats)}; choose from {list(FORMATS)}")
@@ -139,7 +141,7 @@ def export_sampler(
 def _write(fmt: str, sampler: ICaloFlowSampler, example: tuple[torch.Tensor, ...], path: Path, compact: bool) -> str:
     energies, noise = example
     if fmt == "fast_onnx":
-        program = export_root(ExportRoot(fast_icaloflow_sampler(sampler)), (energies, noise))
+        program = export_root(ExportRoot(scanned_generation(fast_icaloflow_sampler(sampler))), (energies, noise))
         model = convert_program(program)
         if compact:
             store_float16(model)
@@ -147,7 +149,7 @@ def _write(fmt: str, sampler: ICaloFlowSampler, example: tuple[torch.Tensor, ...
         metadata = {"caloflow.io": io, "caloflow.compact": compact, "caloflow.form": FAST_FORM}
         return save_onnx(model, path, metadata)
     if fmt == "onnx":
-        program = export_root(ExportRoot(_prepared(sampler, compact, False)), (energies, noise))
+        program = export_root(ExportRoot(scanned_generation(_prepared(sampler, compact, False))), (energies, noise))
         io = {"inputs": sampler.noise_dim, "outputs": sampler.n_voxels}
         return save_onnx(convert_program(program), path, {"caloflow.io": io, "caloflow.compact": compact})
     prepared = _prepared(sampler, compact, True)

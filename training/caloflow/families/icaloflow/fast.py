@@ -55,19 +55,20 @@ class _Flow3Student(nn.Module):
         return nn.Parameter(block.context_weight()[:, columns].contiguous(), requires_grad=False)
 
     def prepare(self, static: Tensor, codes: Tensor) -> list[Tensor]:
-        """Per block (B, L-1, H): static W_s^T + (one-hot W_code^T) + b, for every step at once."""
+        """Per block (L-1, B, H): static W_s^T + (one-hot W_code^T) + b, for every step at once."""
         return [
-            F.linear(static, w_s) + F.linear(codes, w_c)[None] + block.context_bias
+            (F.linear(static, w_s) + F.linear(codes, w_c)[None] + block.context_bias).transpose(0, 1)
             for block, w_s, w_c in zip(self._blocks(), self.w_static, self.w_code, strict=True)
         ]
 
-    def forward(self, step: int, z: Tensor, previous_logit: Tensor, prepared: list[Tensor]) -> Tensor:
+    def forward(self, z: Tensor, previous_logit: Tensor, prepared: list[Tensor]) -> Tensor:
+        """One step, ``prepared``: that step's (B, H) entry of each block's :meth:`prepare` tensor."""
         blocks = self._blocks()
         for i in range(len(blocks) - 1, -1, -1):
             inverse = cast(Tensor | None, getattr(self, f"inverse_permutation_{i}"))
             if inverse is not None:
                 z = z.index_select(1, inverse)
-            term = F.relu(prepared[i][:, step] + F.linear(previous_logit, self.w_previous[i]))
+            term = F.relu(prepared[i] + F.linear(previous_logit, self.w_previous[i]))
             z = blocks[i].sample_given_context_term(z, term)
         return z
 
@@ -93,16 +94,16 @@ class FastICaloFlowSampler(GenerationChain):
         return out
 
     def prepare_flow3(self, static: Tensor, codes: Tensor) -> list[Tensor]:
-        return self.flow3.prepare(static, codes) if self.flow3 is not None else [static, codes]
+        return self.flow3.prepare(static, codes) if self.flow3 is not None else [static.transpose(0, 1), codes]
 
-    def sample_flow3(self, step: int, z: Tensor, previous_logit: Tensor, prepared: list[Tensor]) -> Tensor:
+    def sample_flow3(self, z: Tensor, previous_logit: Tensor, prepared: list[Tensor]) -> Tensor:
         if self.flow3 is not None:
-            out: Tensor = self.flow3(step, z, previous_logit, prepared)
+            out: Tensor = self.flow3(z, previous_logit, prepared)
             return out
-        static, codes = prepared
-        code = codes[step].expand(previous_logit.shape[0], -1)
+        static, code = prepared
         teacher = cast(nn.Module, self.flow3_teacher)
-        result: Tensor = teacher(z, self.cond.flow3_context(static[:, step], previous_logit, code))
+        context = self.cond.flow3_context(static, previous_logit, code.expand(previous_logit.shape[0], -1))
+        result: Tensor = teacher(z, context)
         return result
 
 

@@ -65,10 +65,12 @@ class GenerationChain(nn.Module):
         raise NotImplementedError
 
     def prepare_flow3(self, static: Tensor, codes: Tensor) -> list[Tensor]:
-        """What flow-3 needs of the (B, L-1, 3) static conditions and (L-1, L-1) one-hot codes, once per batch."""
+        """What flow-3 needs of the (B, L-1, 3) static conditions and (L-1, L-1) one-hot codes, once per batch:
+        tensors with the step axis first (L-1, ...), entry ``step`` of each being what step ``step`` reads."""
         raise NotImplementedError
 
-    def sample_flow3(self, step: int, z: Tensor, previous_logit: Tensor, prepared: list[Tensor]) -> Tensor:
+    def sample_flow3(self, z: Tensor, previous_logit: Tensor, prepared: list[Tensor]) -> Tensor:
+        """Flow-3 for one step, given that step's entries of :meth:`prepare_flow3`'s tensors."""
         raise NotImplementedError
 
     def _cut(self, energy: Tensor) -> Tensor:
@@ -100,11 +102,22 @@ class GenerationChain(nn.Module):
         layers = [self._layer(self.sample_flow2(flow2_noise, c2), energies[:, 0])]
         static = self.cond.flow3_static(incident_energy_mev[:, None], energies[:, 1:], energies[:, :-1])
         prepared = self.prepare_flow3(static, cast(Tensor, self.layer_codes).to(static.dtype))
-        for step in range(self.n_layers - 1):
-            previous = self.cond.fraction_logit(layers[-1] + dequantise[:, step])
-            x = self.sample_flow3(step, latents[:, step], previous, prepared)
-            layers.append(self._layer(x, energies[:, step + 1]))
-        return torch.cat(layers, dim=1)
+        per_step = [latents.transpose(0, 1), dequantise.transpose(0, 1), energies[:, 1:].t(), *prepared]
+        return torch.cat([layers[0], self.flow3_loop(layers[0], per_step)], dim=1)
+
+    def step(self, previous: Tensor, per_step: list[Tensor]) -> Tensor:
+        """Layer n (B, layer size) MeV from layer n - 1 and step n - 1's entries of ``per_step``: [flow-3 latent,
+        dequantisation, E_n, *flow-3's prepared inputs]."""
+        latent, dequantise, energy, *prepared = per_step
+        previous_logit = self.cond.fraction_logit(previous + dequantise)
+        return self._layer(self.sample_flow3(latent, previous_logit, prepared), energy)
+
+    def flow3_loop(self, layer0: Tensor, per_step: list[Tensor]) -> Tensor:
+        """Layers 1 .. L - 1 (B, (L - 1) layer size): :meth:`step` over the step-major ``per_step`` tensors."""
+        layers = [layer0]
+        for n in range(self.n_layers - 1):
+            layers.append(self.step(layers[-1], [t[n] for t in per_step]))
+        return torch.cat(layers[1:], dim=1)
 
 
 class ICaloFlowSampler(GenerationChain):
@@ -124,9 +137,9 @@ class ICaloFlowSampler(GenerationChain):
         return self.flow2.sample(z, c)
 
     def prepare_flow3(self, static: Tensor, codes: Tensor) -> list[Tensor]:
-        return [static, codes]
+        return [static.transpose(0, 1), codes]
 
-    def sample_flow3(self, step: int, z: Tensor, previous_logit: Tensor, prepared: list[Tensor]) -> Tensor:
-        static, codes = prepared
-        code = codes[step].expand(previous_logit.shape[0], -1)
-        return self.flow3.sample(z, self.cond.flow3_context(static[:, step], previous_logit, code))
+    def sample_flow3(self, z: Tensor, previous_logit: Tensor, prepared: list[Tensor]) -> Tensor:
+        static, code = prepared
+        context = self.cond.flow3_context(static, previous_logit, code.expand(previous_logit.shape[0], -1))
+        return self.flow3.sample(z, context)
