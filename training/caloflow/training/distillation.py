@@ -54,8 +54,19 @@ def chi2(a: Tensor, b: Tensor) -> Tensor:
     return (a - b).square().flatten(1).sum(dim=1).mean()
 
 
-def guided_loss(student: TraceOutput, teacher: TraceOutput, weights: GuidanceWeights) -> Tensor:
-    """Coordinates (x side, between blocks, z side) and spline parameters, block by block."""
+@dataclass(frozen=True)
+class GuidanceTerms:
+    """The unweighted sums of one path: coordinate MSEs (x side, between blocks, z side), parameter MSEs."""
+
+    coordinates: Tensor
+    params: Tensor
+
+    def weighted(self, weights: GuidanceWeights) -> Tensor:
+        return weights.coordinates * self.coordinates + weights.params * self.params
+
+
+def guidance_terms(student: TraceOutput, teacher: TraceOutput) -> GuidanceTerms:
+    """Coordinates and spline parameters, student block i against teacher block i."""
     coordinates = sum(
         (chi2(s, t) for s, t in zip(student.intermediates, teacher.intermediates, strict=True)),
         start=torch.zeros((), device=student.out.device),
@@ -64,7 +75,12 @@ def guided_loss(student: TraceOutput, teacher: TraceOutput, weights: GuidanceWei
         (chi2(s, t) for s, t in zip(student.params, teacher.params, strict=True)),
         start=torch.zeros((), device=student.out.device),
     )
-    return weights.coordinates * coordinates + weights.params * params
+    return GuidanceTerms(coordinates, params)
+
+
+def guided_loss(student: TraceOutput, teacher: TraceOutput, weights: GuidanceWeights) -> Tensor:
+    """Coordinates (x side, between blocks, z side) and spline parameters, block by block, weighted."""
+    return guidance_terms(student, teacher).weighted(weights)
 
 
 @dataclass(frozen=True)
@@ -104,13 +120,37 @@ def distillation_loss(
     weights: GuidanceWeights,
 ) -> Tensor:
     """``(1 - beta) L_z + beta L_x`` for one batch (see the module docstring)."""
+    return distillation_terms(student, teacher, x, labels, latent).total(beta=beta, weights=weights)
+
+
+@dataclass(frozen=True)
+class DistillationTerms:
+    """The four unweighted terms of one batch, for the loss and for learning curves of each term."""
+
+    x_path: GuidanceTerms
+    z_path: GuidanceTerms
+
+    def total(self, *, beta: float, weights: GuidanceWeights) -> Tensor:
+        return (1.0 - beta) * self.z_path.weighted(weights) + beta * self.x_path.weighted(weights)
+
+    def figures(self) -> dict[str, float]:
+        return {
+            "x_coordinates": float(self.x_path.coordinates.detach()),
+            "x_params": float(self.x_path.params.detach()),
+            "z_coordinates": float(self.z_path.coordinates.detach()),
+            "z_params": float(self.z_path.params.detach()),
+        }
+
+
+def distillation_terms(
+    student: Flow, teacher: Flow, x: Tensor, labels: Tensor, latent: LatentBatch
+) -> DistillationTerms:
+    """The x path (teacher(x) -> student^-1) and the z path (student^-1(eps) -> teacher) of one batch."""
     teacher_x = teacher.forward_trace(x, labels)
     student_x = student.inverse_trace(teacher_x.out, labels)
-    loss_x = guided_loss(student_x, teacher_x, weights)
     student_z = student.inverse_trace(latent.noise, latent.labels)
     teacher_z = teacher.forward_trace(student_z.out, latent.labels)
-    loss_z = guided_loss(student_z, teacher_z, weights)
-    return (1.0 - beta) * loss_z + beta * loss_x
+    return DistillationTerms(guidance_terms(student_x, teacher_x), guidance_terms(student_z, teacher_z))
 
 
 def kl_proxy(student: Flow, teacher: Flow, latent: LatentBatch) -> Tensor:
