@@ -2,10 +2,11 @@
 
 A small conditional problem with real structure: y ~ U(0, 1) and four correlated coordinates, one of
 them skewed (an exponential) with a y-dependent width, one a sine of another, one a y-dependent
-product. The MAF teacher (``build_teacher``) trains on fresh samples until a classifier cannot tell
-its samples from the data; the IAF student (``build_student``) is then distilled with
-``distillation.distillation_loss`` (the presets' code path: x path, z path, coordinates and spline
-parameters, block i to block i) under the project's optimiser and OneCycle schedule.
+product. The MAF teacher (``build_teacher``) trains on fresh samples for a fixed number of steps
+(the test checks that a classifier cannot tell its samples from the data); the IAF student
+(``build_student``) is then distilled with ``distillation.distillation_loss`` (the presets' code
+path: x path, z path, coordinates and spline parameters, block i to block i) under the project's
+optimiser and OneCycle schedule.
 
 Measures, on 5 000 fresh data points and 5 000 samples of each flow at the same conditions:
 
@@ -16,9 +17,10 @@ Measures, on 5 000 fresh data points and 5 000 samples of each flow at the same 
 * the project's CaloChallenge classifier (narrowed, fewer epochs) on (x, y), student vs teacher
   samples: calibrated AUC <= 0.55; and, as a precondition, teacher vs data AUC <= 0.55.
 
-Measured (``python mutate.py none 1 2``, one thread): seed 1 NLL_T 2.1856, NLL_S 2.2102, gap 1.13 %,
-KL proxy 0.032, AUC student/teacher 0.506, teacher/data 0.516; seed 2 NLL_T 2.1397, NLL_S 2.1863,
-gap 2.18 %, KL 0.039, AUC 0.495, teacher/data 0.505. 76 CPU s for both seeds.
+Measured (the note's mutation script with no mutation, one thread): seed 1 NLL_T 2.1856, NLL_S
+2.2102, gap 1.13 %, KL proxy 0.032, AUC student/teacher 0.506, teacher/data 0.516; seed 2 NLL_T
+2.1397, NLL_S 2.1863, gap 2.18 %, KL 0.039, AUC 0.495, teacher/data 0.505. This file: 64.5 CPU s,
+112 s wall on the shared 2-core machine at load average ~9 (68 s + 30 s per seed).
 
 Mutations of the loss, seed 1, run once by hand (monkeypatching ``distillation.guidance_terms`` or
 ``distillation_loss``; the issue 18 note has the script):
