@@ -30,7 +30,7 @@ from typing import Any
 from caloflow.data.datasets import Dataset
 from caloflow.training.presets import PRESET_NAMES, Schedule
 
-__all__ = ["FlowSpec", "ICaloFlowPreset", "StudentSpec", "get_preset", "preset_from_dict"]
+__all__ = ["FlowSpec", "ICaloFlowPreset", "StudentSpec", "get_preset", "preset_from_dict", "with_epochs"]
 
 
 @dataclass(frozen=True)
@@ -142,6 +142,25 @@ def get_preset(name: str, ds: Dataset, *, full_degrees: bool = False, renormalis
     if name not in builders:
         raise ValueError(f"unknown preset {name!r}; expected one of {list(PRESET_NAMES)}")
     return replace(builders[name](ds), full_degrees=full_degrees, renormalise=renormalise)
+
+
+def with_epochs(
+    preset: ICaloFlowPreset, *, flow1: int | None, teacher: int | None, student: int | None
+) -> ICaloFlowPreset:
+    """Override epoch counts (``--epochs-flow1``, ``--epochs-teacher`` for flow-2 and flow-3, ``--epochs-student``
+    for both students), keeping everything else."""
+
+    def spec(s: Any, epochs: int | None) -> Any:
+        return s if epochs is None else replace(s, schedule=replace(s.schedule, epochs=epochs))
+
+    return replace(
+        preset,
+        flow1=spec(preset.flow1, flow1),
+        flow2=spec(preset.flow2, teacher),
+        flow3=spec(preset.flow3, teacher),
+        student2=spec(preset.student2, student),
+        student3=spec(preset.student3, student),
+    )
 
 
 def preset_from_dict(data: dict[str, Any]) -> ICaloFlowPreset:

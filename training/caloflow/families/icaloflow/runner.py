@@ -14,7 +14,7 @@ from caloflow.data.datasets import Dataset
 from caloflow.families.icaloflow.context import Conditioning
 from caloflow.families.icaloflow.data import load_layer_data
 from caloflow.families.icaloflow.models import parameter_counts
-from caloflow.families.icaloflow.presets import ICaloFlowPreset, get_preset
+from caloflow.families.icaloflow.presets import ICaloFlowPreset, get_preset, with_epochs
 from caloflow.families.icaloflow.training import TrainContext, make_conditioning, train_run
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,12 @@ def handle_train(args: argparse.Namespace, ds: Dataset) -> int:
     from caloflow.cli import CLIError
     from caloflow.training.runner import resolve_device
 
-    preset = get_preset(args.preset, ds, full_degrees=args.full_degrees, renormalise=args.renormalise)
+    preset = with_epochs(
+        get_preset(args.preset, ds, full_degrees=args.full_degrees, renormalise=args.renormalise),
+        flow1=args.epochs_flow1,
+        teacher=args.epochs_teacher,
+        student=args.epochs_student,
+    )
     if args.dry_run:
         print(describe_preset(preset, ds))
         return 0
