@@ -94,3 +94,24 @@ def _handle(args: argparse.Namespace) -> int:
     )
     print(json.dumps(runner.headline(summary), indent=2))
     return 0
+
+
+def require_data_and_out(args: argparse.Namespace) -> None:
+    """Refuse a training command without ``--data`` or ``--out`` (any family; a dry run needs neither)."""
+    from caloflow.cli import CLIError
+
+    if not args.data or not args.out:
+        raise CLIError("--data and --out are required (unless --dry-run)")
+
+
+def run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of a family's training entry point that come straight from the command line."""
+    return {
+        "data_path": args.data,
+        "out": args.out,
+        "stages": args.stages,
+        "seed": args.seed,
+        "max_showers": args.max_showers,
+        "resume": args.resume,
+        "progress": not args.no_progress,
+    }

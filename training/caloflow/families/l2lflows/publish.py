@@ -13,13 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from caloflow import __version__
 from caloflow.export.formats import ExportedArtifact
 from caloflow.families.l2lflows.data import grid_geometry
 from caloflow.families.l2lflows.export import check_l2l_parity, export_l2l, reference_l2l_sampler
 from caloflow.families.l2lflows.runner import TrainedL2LRun, load_l2l_run
-from caloflow.publish import Published, dataset_fields, pending_artifacts
-from caloflow_repo import Manifest, ModelRepository, standard_inputs, standard_outputs, utc_now_iso
+from caloflow.publish import Published, artifact_fields, dataset_fields
+from caloflow_repo import Manifest, ModelRepository, standard_inputs, standard_outputs
 
 __all__ = ["build_l2l_manifest", "publish_l2l_run"]
 
@@ -44,7 +43,7 @@ def publish_l2l_run(
     with tempfile.TemporaryDirectory(prefix=".staging-", dir=repo_root) as staging:
         artifacts = export_l2l(reference, Path(staging), energy_range, compact=compact)
         parity = check_l2l_parity(Path(staging), artifacts, reference, energy_range)
-        manifest = build_l2l_manifest(run, model, artifacts, parity, compact, description)
+        manifest = build_l2l_manifest(run, model, artifacts, parity=parity, compact=compact, description=description)
         version = repo.add_version(model, staging, manifest, make_default=make_default)
     logger.info("exported %s as %s version %d", run_dir, model, version)
     return Published(model, version, repo.verify(model, version), parity)
@@ -54,6 +53,7 @@ def build_l2l_manifest(
     run: TrainedL2LRun,
     model: str,
     artifacts: Sequence[ExportedArtifact],
+    *,
     parity: dict[str, Any],
     compact: bool,
     description: str | None,
@@ -61,16 +61,12 @@ def build_l2l_manifest(
     ds, crop, prep = run.ds, run.crop, run.prep
     data = run.record["data"]
     standin = bool(data.get("standin"))
-    source = "stand-in showers (stand-in, not Geant4)" if standin else "the file recorded in training.data_sha256"
     fields = dataset_fields({**ds.manifest_fields(), "shower_shape": crop.shower_shape})
-    student = _stage_summary(run, "student")
     return Manifest(
         model=model,
         version=1,  # replaced by add_version
         particle=ds.particle,
-        description=description
-        or f"L2LFlows {ds.name} generator (flow-I + {prep.n_layers} distilled IAF layer students) on the "
-        f"{crop.size} x {crop.size} crop, preset {run.preset.name}, trained on {source}",
+        description=description or _description(run, standin),
         standin=standin,
         geometry=crop.geometry_dict(grid_geometry(ds)),
         energy_range_mev=(ds.energies.min_mev, ds.energies.max_mev),
@@ -86,18 +82,29 @@ def build_l2l_manifest(
             "n_train": int(data["n_train"]),
             "family": "l2lflows",
         },
-        artifacts=pending_artifacts(artifacts),
-        created_utc=utc_now_iso(),
-        producer=f"caloflow {__version__}",
-        extra={
-            "family": "l2lflows",
-            "compact_fp16_weights": compact,
-            "parity": parity,
-            "preset": run.preset.to_dict(),
-            "student_kl_per_layer": student.get("kl_per_layer"),
-            "drift": student.get("drift"),
-        },
+        **artifact_fields(artifacts, _extra(run, parity, compact)),
         **fields,
+    )
+
+
+def _extra(run: TrainedL2LRun, parity: dict[str, Any], compact: bool) -> dict[str, Any]:
+    student = _stage_summary(run, "student")
+    return {
+        "family": "l2lflows",
+        "compact_fp16_weights": compact,
+        "parity": parity,
+        "preset": run.preset.to_dict(),
+        "student_kl_per_layer": student.get("kl_per_layer"),
+        "drift": student.get("drift"),
+    }
+
+
+def _description(run: TrainedL2LRun, standin: bool) -> str:
+    source = "stand-in showers (stand-in, not Geant4)" if standin else "the file recorded in training.data_sha256"
+    size = run.crop.size
+    return (
+        f"L2LFlows {run.ds.name} generator (flow-I + {run.prep.n_layers} distilled IAF layer students) on the "
+        f"{size} x {size} crop, preset {run.preset.name}, trained on {source}"
     )
 
 

@@ -93,7 +93,7 @@ def describe_l2l_preset(preset: L2LPreset, ds: Dataset) -> str:
 
 def handle_train(args: argparse.Namespace, ds: Dataset) -> int:
     """The ``caloflow train`` handler for this family's datasets."""
-    from caloflow.cli import CLIError
+    from caloflow.cli.train import require_data_and_out, run_options
     from caloflow.training.presets import with_epochs
     from caloflow.training.runner import resolve_device
 
@@ -102,22 +102,10 @@ def handle_train(args: argparse.Namespace, ds: Dataset) -> int:
     if args.dry_run:
         print(describe_l2l_preset(preset, ds))
         return 0
-    if not args.data or not args.out:
-        raise CLIError("--data and --out are required (unless --dry-run)")
+    require_data_and_out(args)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    summary = run_l2l(
-        ds=ds,
-        data_path=args.data,
-        preset=preset,
-        out=args.out,
-        stages=args.stages,
-        seed=args.seed,
-        device=resolve_device(args.device),
-        max_showers=args.max_showers,
-        resume=args.resume,
-        progress=not args.no_progress,
-    )
+    summary = run_l2l(ds=ds, preset=preset, device=resolve_device(args.device), **run_options(args))
     figures = {name: {k: s[k] for k in ("best_metric", "wall_seconds")} for name, s in summary["stages"].items()}
     print(json.dumps({"family": FAMILY, "dataset": ds.name, "preset": preset.name, **figures}, indent=2))
     return 0
