@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,11 +43,12 @@ from caloflow.publish import Published
 from caloflow.training.data import ShowerTensors
 from caloflow.training.pipeline import RunConfigError
 from caloflow_client import GrpcClient
-from caloflow_repo import ModelRepository
-from caloflow_server import load_runtime
+from caloflow_repo import ManifestError, ModelRepository
+from caloflow_server import RuntimeLoadError, load_runtime
 
 ILD = dataset("ild-photon")
 N_LAYERS = ILD.n_layers
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_sampler(chain: str = "student", seed: int = 0) -> L2LSampler:
@@ -314,6 +316,69 @@ def test_energies_outside_the_dataset_range_are_refused_naming_the_field(
     answer = posts(served, [{"json": {"dataset": "ild-photon", "energy_mev": 5_000.0, "count": 1}}])[0]
     assert answer.status_code == 400 and answer.json()["field"] == "energy_mev"
     assert "allow_extrapolation" in answer.json()["error"]
+
+
+def test_requests_for_another_datasets_shape_are_refused_naming_the_field(
+    published: tuple[ModelRepository, Published], tmp_path: Path
+) -> None:
+    """A Dataset 1 request to the ILD model, an ILD request to a Dataset 1 model (the committed demo), OIP
+    inputs shaped for Dataset 1: each a 4xx naming the field; the ILD model still serves after them."""
+    repository, _ = published
+    shutil.copytree(repository.root / "l2l_tiny", tmp_path / "l2l_tiny")
+    shutil.copytree(REPO_ROOT / "model_repo" / "caloflow_photon", tmp_path / "caloflow_photon")
+    both = ModelRepository(tmp_path)
+    loaded = [load_runtime(both, name, intra_op_threads=1) for name in ("l2l_tiny", "caloflow_photon")]
+    served = build_served(both, loaded, dataset_models={"ild-photon": "l2l_tiny"})
+    ild = {"energy_mev": 42_000.0, "count": 1}
+    refused = posts(
+        served,
+        [
+            {"json": {"model": "l2l_tiny", "dataset": "ds1-photon", **ild}},
+            {"json": {"model": "l2l_tiny", "particle": "photon", **ild}},
+            {"json": {"model": "caloflow_photon", "dataset": "ild-photon", **ild}},
+            {"json": {"dataset": "ds3-electron", **ild}},
+        ],
+    )
+    fields = [answer.json().get("field") for answer in refused]
+    assert [answer.status_code // 100 for answer in refused] == [4, 4, 4, 4], [a.text for a in refused]
+    assert fields == ["dataset", "particle", "dataset", "dataset"], [a.text for a in refused]
+    ds1_noise = {"name": "NOISE", "datatype": "FP32", "shape": [1, 373], "data": [0.0] * 373}
+    ds1_energy = {"name": "INCIDENT_ENERGY", "datatype": "FP32", "shape": [1, 1], "data": [1_000.0]}
+    oip = posts(
+        served,
+        [{"json": {"inputs": [ds1_energy]}}, {"json": {"inputs": [{**ds1_energy, "data": [42_000.0]}, ds1_noise]}}],
+        path="/v2/models/l2l_tiny/infer",
+    )
+    assert [answer.status_code for answer in oip] == [400, 400], [a.text for a in oip]
+    assert "allow_extrapolation" in oip[0].text and "inputs[1].name" in oip[1].text
+    body = {"json": {"dataset": "ild-photon", **ild, "seed": 3}, "headers": {"accept": "application/json"}}
+    still = posts(served, [body])[0]
+    assert still.status_code == 200 and np.asarray(still.json()["showers"]).shape == (1, N_LAYERS, 4, 4)
+
+
+@pytest.mark.parametrize("grid", ["shower_shape", "artifact"])
+def test_an_artifact_whose_grid_disagrees_with_its_manifest_is_refused_at_load(
+    published: tuple[ModelRepository, Published], tmp_path: Path, grid: str
+) -> None:
+    """``shower_shape`` edited to another 480-cell shape (the grid no longer the crop's), or the whole manifest
+    moved to a 5 x 5 crop the 4 x 4 artifact does not produce: refused at load naming the field, the files kept."""
+    repository, _ = published
+    version = tmp_path / "l2l_tiny" / "1"
+    shutil.copytree(repository.root / "l2l_tiny" / "1", version)
+    manifest = json.loads((version / "manifest.json").read_text())
+    if grid == "shower_shape":
+        manifest["shower_shape"] = [N_LAYERS, 2, 8]
+    else:
+        cells = N_LAYERS * 25
+        manifest.update(n_voxels=cells, shower_shape=[N_LAYERS, 5, 5])
+        manifest["geometry"].update(n_voxels=cells, shape=[N_LAYERS, 5, 5])
+        manifest["outputs"][0]["shape"] = [-1, cells]
+    edited = json.dumps(manifest, indent=2)
+    (version / "manifest.json").write_text(edited)
+    expected = "shower_shape" if grid == "shower_shape" else "n_voxels is 480, the manifest says 750"
+    with pytest.raises((ManifestError, RuntimeLoadError), match=expected):
+        load_runtime(ModelRepository(tmp_path), "l2l_tiny", 1, intra_op_threads=1)
+    assert (version / "manifest.json").read_text() == edited and (version / "model.onnx").exists()
 
 
 # ------------------------------------------------------------------------------------------ benchmark
