@@ -18,6 +18,7 @@ from test_server_datasets import posts
 from test_server_grpc import ServerThread
 from test_server_http_support import build_served
 
+from caloflow.bench.generate import Timing
 from caloflow.data.datasets import dataset
 from caloflow.data.standin import write_standin_file
 from caloflow.families.l2lflows import (
@@ -32,7 +33,7 @@ from caloflow.families.l2lflows import (
     make_layer_teachers,
     renormalize,
 )
-from caloflow.families.l2lflows.bench import l2l_bench_model, l2l_runners
+from caloflow.families.l2lflows.bench import l2l_bench_model, l2l_runners, print_l2l_summary
 from caloflow.families.l2lflows.crop import CropError, LateralCrop
 from caloflow.families.l2lflows.export import reference_l2l_sampler
 from caloflow.families.l2lflows.inputs import batch_inputs
@@ -398,6 +399,20 @@ def test_bench_resolves_ild_models_and_runs_the_student_chain_on_the_datasets_en
     np.testing.assert_allclose(runners["eager"](energies, noise), expected, rtol=1e-5, atol=1e-4)
     with pytest.raises(ValueError, match="eager, onnx and teacher"):
         l2l_runners(ds, student, teacher, ["fast"], threads=1)
+
+
+def test_bench_summary_prints_teacher_student_ratios_and_the_published_figure(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def timing(fmt: str, batch: int, ms: float) -> Timing:
+        return Timing("paper-ild", fmt, "cpu", batch, 1, 1, ms, ms, ms, ms, ms, 1e3 / ms, None, None)
+
+    print_l2l_summary([timing("onnx", 1, 500.0), timing("teacher", 1000, 800.0), timing("onnx", 1000, 10.0)])
+    out = capsys.readouterr().out
+    assert "batch 1000: teacher 800.000 / student (onnx) 10.000 = 80.0x" in out
+    assert "batch 1:" not in out  # no teacher timed at batch 1: no ratio
+    assert "2,066 ms per shower" in out and "hardware not stated" in out
+    assert "ours, onnx: 10.000 ms per shower at batch 1000 (published / ours = 206.6)" in out
 
 
 def test_the_scanned_export_form_samples_what_the_layer_loop_samples() -> None:

@@ -71,7 +71,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--formats", default=DEFAULT_FORMATS, help=f"comma-separated from {','.join(FORMATS)}")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads for every format (default 2)")
     parser.add_argument("--seconds", type=float, default=3.0, help="timing budget per format and batch size")
-    parser.add_argument("--repeats", type=int, default=10, help="at most this many timed calls (at least 3)")
+    parser.add_argument(
+        "--repeats", type=int, default=10, help="at most this many timed calls (at least 3 unless fewer are asked)"
+    )
     parser.add_argument("--groups", type=int, default=4, help="fast formats: MADE output degree blocks")
     parser.add_argument("--chunk", type=int, default=256, help="fast formats: showers per chunk")
     parser.add_argument("--json", type=Path, help="write the records here")
@@ -86,7 +88,10 @@ def _run(args: argparse.Namespace) -> int:
     batches = _batch_sizes(args.batch_sizes)
     formats = [f for f in args.formats.split(",") if f]
     if (l2l := _l2l_loaded(args)) is not None:
-        return _time_all(*l2l, batches, args)
+        from caloflow.families.l2lflows.bench import print_l2l_summary
+
+        print_l2l_summary(_time_all(*l2l, batches, args))
+        return 0
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise CLIError(f"--formats: unknown {unknown or formats}; choose from {','.join(FORMATS)}")
@@ -97,10 +102,11 @@ def _run(args: argparse.Namespace) -> int:
         model = runners.resolve_model(args.model, args.repo, args.device)
         options = runners.Options(args.device, args.threads, args.groups, args.chunk, Path(scratch))
         loaded = runners.load_all(model, formats, args.compare_reference, options)
-        return _time_all(model.name, loaded, batches, args)
+        _time_all(model.name, loaded, batches, args)
+        return 0
 
 
-def _time_all(name: str, loaded: Any, batches: list[int], args: argparse.Namespace) -> int:
+def _time_all(name: str, loaded: Any, batches: list[int], args: argparse.Namespace) -> list[Timing]:
     print(f"{name} on {args.device}, {args.threads} threads: ms per shower, median [IQR] (min-max)")
     records: list[Timing] = []
     for batch in batches:  # printed as they come: a batch of 10 000 takes minutes
@@ -109,7 +115,7 @@ def _time_all(name: str, loaded: Any, batches: list[int], args: argparse.Namespa
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in records], indent=2) + "\n")
         print(f"wrote {len(records)} records to {args.json}")
-    return 0
+    return records
 
 
 def _l2l_loaded(args: argparse.Namespace) -> tuple[str, Any] | None:
@@ -156,7 +162,7 @@ def _time_batch(model: str, loaded: Any, batch: int, args: argparse.Namespace) -
     times: dict[str, list[float]] = {name: [] for name in loaded.runners}
     deadline = time.perf_counter() + args.seconds * len(loaded.runners)
     rounds = 0
-    while rounds < 3 or (rounds < args.repeats and time.perf_counter() < deadline):
+    while rounds < min(3, args.repeats) or (rounds < args.repeats and time.perf_counter() < deadline):
         rounds += 1
         for name, run in loaded.runners.items():
             times[name].append(_timed(run, inputs, loaded.synchronize))

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from caloflow.bench.generate import Timing
 from caloflow.data.datasets import DATASETS, Dataset
 from caloflow.families.l2lflows.export import export_l2l, l2l_parity_inputs, reference_l2l_sampler
 from caloflow.families.l2lflows.models import make_flow1, make_layer_students, make_layer_teachers
@@ -40,12 +41,26 @@ from caloflow.families.l2lflows.runner import is_l2l_run, load_l2l_run
 from caloflow.families.l2lflows.sampler import L2LSampler
 from caloflow.families.l2lflows.transforms import L2LPreprocessing
 
-__all__ = ["L2L_FORMATS", "UNTRAINED_RATIO_SCALE", "l2l_bench_model", "l2l_runners"]
+__all__ = [
+    "L2L_FORMATS",
+    "PUBLISHED_CPU_MS",
+    "RATIO_TARGET",
+    "UNTRAINED_RATIO_SCALE",
+    "l2l_bench_model",
+    "l2l_runners",
+    "print_l2l_summary",
+]
 
 L2L_FORMATS = ["eager", "onnx", "teacher"]
 
 Array = NDArray[np.float32]
 Runner = Callable[[Array, Array], Array]
+
+PUBLISHED_CPU_MS = 2066.0
+"""The slides' L2LFlows generation time on a CPU, ms per shower (hardware, threads and batch size not stated)."""
+RATIO_TARGET = 50.0
+"""Issue 15's target: the student chain at least this many times faster than the teacher chain at batch 1 000."""
+STUDENT_FORMATS = ("eager", "onnx")
 
 UNTRAINED_RATIO_SCALE = 0.05
 """flow-I's unit scale for untrained builds (a trained run fits its own; speed does not depend on it)."""
@@ -119,3 +134,20 @@ def l2l_runners(
         return l2l_parity_inputs(student.noise_dim, batch, energy_range, seed=batch)
 
     return runners, inputs
+
+
+def print_l2l_summary(records: Sequence[Timing]) -> None:
+    """Teacher / student ratios (medians) per batch size and each chain's fastest figure beside the slides'."""
+    median = {(r.format, r.batch_size): r.ms_per_shower for r in records}
+    print(f"teacher chain / student chain, median ms per shower (issue target: >= {RATIO_TARGET:.0f}x at batch 1000):")
+    for (fmt, batch), student in sorted(median.items(), key=lambda item: (item[0][1], item[0][0])):
+        teacher = median.get(("teacher", batch))
+        if fmt in STUDENT_FORMATS and teacher is not None:
+            print(f"  batch {batch}: teacher {teacher:.3f} / student ({fmt}) {student:.3f} = {teacher / student:.1f}x")
+    print(f"published L2LFlows on a CPU (slides; hardware not stated): {PUBLISHED_CPU_MS:,.0f} ms per shower")
+    for fmt in (*STUDENT_FORMATS, "teacher"):
+        timed = [(ms, batch) for (f, batch), ms in median.items() if f == fmt]
+        if timed:
+            ms, batch = min(timed)
+            ratio = PUBLISHED_CPU_MS / ms
+            print(f"  ours, {fmt}: {ms:.3f} ms per shower at batch {batch} (published / ours = {ratio:,.1f})")
