@@ -265,7 +265,8 @@ def _check_name(value: Any, field_name: str) -> str:
 
 
 def _validate_dataset(manifest: Manifest) -> None:
-    """The dataset fields: names, a known geometry kind and file layout, and a shape holding ``n_voxels``."""
+    """The dataset fields: names, a known geometry kind and file layout, and a shape holding ``n_voxels`` (on a
+    Cartesian grid: the grid's own ``geometry.shape``, the cells the artifact's rows hold)."""
     _check_name(manifest.dataset, "dataset")
     aliases = check_sequence(manifest.dataset_aliases, "dataset_aliases")
     for i, alias in enumerate(aliases):
@@ -281,6 +282,9 @@ def _validate_dataset(manifest: Manifest) -> None:
     dims = [check_int(d, f"shower_shape[{i}]", minimum=1) for i, d in enumerate(shape)]
     if math.prod(dims) != manifest.n_voxels:
         fail("shower_shape", f"is {dims}, which holds {math.prod(dims)} voxels, not n_voxels {manifest.n_voxels}")
+    grid = manifest.geometry.get("shape") if stated == "cartesian" else None
+    if grid is not None and dims != list(grid):
+        fail("shower_shape", f"is {dims}, but the grid the model covers (geometry.shape) is {list(grid)}")
 
 
 def _energy_range(value: Any) -> tuple[float, float]:

@@ -108,6 +108,17 @@ def pending_artifacts(artifacts: Sequence[ExportedArtifact]) -> tuple[ArtifactIn
     )
 
 
+def artifact_fields(artifacts: Sequence[ExportedArtifact], extra: dict[str, Any]) -> dict[str, Any]:
+    """``Manifest`` keyword arguments naming what was written and by whom: the pending artifacts, the creation
+    time, this producer and ``extra`` (a family's parity figures, preset, ...)."""
+    return {
+        "artifacts": pending_artifacts(artifacts),
+        "created_utc": utc_now_iso(),
+        "producer": f"caloflow {__version__}",
+        "extra": extra,
+    }
+
+
 def dataset_fields(fields: dict[str, object]) -> dict[str, Any]:
     """The registry's ``manifest_fields`` as ``Manifest`` keyword arguments (lists as tuples)."""
     return {key: tuple(value) if isinstance(value, list) else value for key, value in fields.items()}

@@ -69,6 +69,8 @@ class Loaded:
     noise_dim: int
     runners: dict[str, Runner]
     synchronize: Callable[[], None]
+    make_inputs: Callable[[int], tuple[Array, Array]] | None = None
+    """A batch's energies and noise (another family's); ``None``: :func:`inputs` (the Dataset 1 energies)."""
 
 
 def set_threads(threads: int) -> None:
@@ -239,9 +241,9 @@ def load_all(model: Model, formats: list[str], compare_reference: bool, options:
 
         reference = reference_from_sampler(model.sampler, model.prep).to(options.device)
         runners[REFERENCE] = _torch_runner(reference, options.device)
-    sync = torch.cuda.synchronize if options.device == "cuda" else _no_sync
+    sync = torch.cuda.synchronize if options.device == "cuda" else no_sync
     return Loaded(model.noise_dim, runners, sync)
 
 
-def _no_sync() -> None:
+def no_sync() -> None:
     return None

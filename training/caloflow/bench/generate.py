@@ -11,7 +11,8 @@ rounds; shared by the formats timed together). ``--json FILE`` writes one record
 and batch size.
 
 Models: a training run directory, a model in ``--repo`` (its exported artifacts only: no weights, so
-no eager, fast or reference), or an untrained build ``PRESET-PARTICLE`` (``paper-photon``,
+no eager, fast or reference), an L2LFlows model (``paper-ild``: see :mod:`caloflow.families.l2lflows.bench`), or an
+untrained build ``PRESET-PARTICLE`` (``paper-photon``,
 ``small-pion``, ``tiny-photon``...): speed does not depend on the weights, so the published
 architecture's speed is measured without training it. Formats: ``eager`` (the plain sampler, masks
 folded), ``fast`` (:mod:`caloflow.export.fast`), ``fast_torchscript``, ``fast_onnx`` (the fast graph
@@ -80,7 +81,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--formats", default=DEFAULT_FORMATS, help=f"comma-separated from {','.join(FORMATS)}")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads for every format (default 2)")
     parser.add_argument("--seconds", type=float, default=3.0, help="timing budget per format and batch size")
-    parser.add_argument("--repeats", type=int, default=10, help="at most this many timed calls (at least 3)")
+    parser.add_argument(
+        "--repeats", type=int, default=10, help="at most this many timed calls (at least 3 unless fewer are asked)"
+    )
     parser.add_argument("--groups", type=int, default=4, help="fast formats: MADE output degree blocks")
     parser.add_argument("--chunk", type=int, default=256, help="fast formats: showers per chunk")
     parser.add_argument("--json", type=Path, help="write the records here")
@@ -94,6 +97,11 @@ def _run(args: argparse.Namespace) -> int:
 
     batches = _batch_sizes(args.batch_sizes)
     formats = [f for f in args.formats.split(",") if f]
+    if (l2l := _l2l_loaded(args)) is not None:
+        from caloflow.families.l2lflows.bench import print_l2l_summary
+
+        print_l2l_summary(_time_all(*l2l, batches, args))
+        return 0
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise CLIError(f"--formats: unknown {unknown or formats}; choose from {','.join(FORMATS)}")
@@ -104,15 +112,42 @@ def _run(args: argparse.Namespace) -> int:
         model = runners.resolve_model(args.model, args.repo, args.device)
         options = runners.Options(args.device, args.threads, args.groups, args.chunk, Path(scratch))
         loaded = runners.load_all(model, formats, args.compare_reference, options)
-        print(f"{model.name} on {args.device}, {args.threads} threads: ms per shower, median [IQR] (min-max)")
-        records: list[Timing] = []
-        for batch in batches:  # printed as they come: a batch of 10 000 takes minutes
-            records += _time_batch(model.name, loaded, batch, args)
-            _print_batch(records[-len(loaded.runners) :], batch)
+        _time_all(model.name, loaded, batches, args)
+        return 0
+
+
+def _time_all(name: str, loaded: Any, batches: list[int], args: argparse.Namespace) -> list[Timing]:
+    print(f"{name} on {args.device}, {args.threads} threads: ms per shower, median [IQR] (min-max)")
+    records: list[Timing] = []
+    for batch in batches:  # printed as they come: a batch of 10 000 takes minutes
+        records += _time_batch(name, loaded, batch, args)
+        _print_batch(records[-len(loaded.runners) :], batch)
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in records], indent=2) + "\n")
         print(f"wrote {len(records)} records to {args.json}")
-    return 0
+    return records
+
+
+def _l2l_loaded(args: argparse.Namespace) -> tuple[str, Any] | None:
+    """The L2LFlows family's runners when ``--model`` names one of its models (``PRESET-ild``, a run directory):
+    the student chain (``eager``, ``onnx``) and the teacher chain (``teacher``) on the dataset's energies."""
+    from caloflow.bench import _generate_runners as runners
+    from caloflow.cli import CLIError
+    from caloflow.families.l2lflows.bench import L2L_FORMATS, l2l_bench_model, l2l_runners
+
+    model = l2l_bench_model(args.model)
+    if model is None:
+        return None
+    if args.device != "cpu" or args.compare_reference:
+        raise CLIError(f"--model {args.model}: the L2LFlows benchmark runs on the CPU, without --compare-reference")
+    formats = L2L_FORMATS if args.formats == DEFAULT_FORMATS else [f for f in args.formats.split(",") if f]
+    runners.set_threads(args.threads)
+    name, ds, student, teacher = model
+    try:
+        loaded_runners, inputs = l2l_runners(ds, student, teacher, formats, args.threads)
+    except ValueError as error:
+        raise CLIError(str(error)) from error
+    return name, runners.Loaded(student.noise_dim, loaded_runners, runners.no_sync, inputs)
 
 
 def _batch_sizes(text: str) -> list[int]:
@@ -133,12 +168,13 @@ def _time_batch(model: str, loaded: Any, batch: int, args: argparse.Namespace) -
     from caloflow.bench.memory import MemoryProbe
 
     probe = MemoryProbe(args.device)
-    inputs = runners.inputs(loaded.noise_dim, batch, args.device)
+    make = loaded.make_inputs
+    inputs = make(batch) if make is not None else runners.inputs(loaded.noise_dim, batch, args.device)
     outputs = {name: run(*inputs) for name, run in loaded.runners.items()}  # warm-up (and parity outputs)
     times: dict[str, list[float]] = {name: [] for name in loaded.runners}
     deadline = time.perf_counter() + args.seconds * len(loaded.runners)
     rounds = 0
-    while rounds < 3 or (rounds < args.repeats and time.perf_counter() < deadline):
+    while rounds < min(3, args.repeats) or (rounds < args.repeats and time.perf_counter() < deadline):
         rounds += 1
         for name, run in loaded.runners.items():
             times[name].append(_timed(run, inputs, loaded.synchronize))

@@ -31,8 +31,11 @@ def _handle(args: argparse.Namespace) -> int:
     from caloflow_repo import RepositoryError
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    if _family(args.run) == "icaloflow":
+    family = _family(args.run)
+    if family == "icaloflow":
         return _handle_icaloflow(args, formats)
+    if family == "l2lflows":
+        return _handle_l2lflows(args, formats)
     try:
         published = publish_run(args.run, args.repo, args.model, formats=formats, **_options(args))
     except RepositoryError as exc:
@@ -65,4 +68,17 @@ def _handle_icaloflow(args: argparse.Namespace, formats: list[str]) -> int:
     chosen = [f for f in formats if f in FORMATS] if args.formats == DEFAULT_FORMATS else formats
     version, manifest, _ = publish_run(args.run, args.repo, args.model, formats=chosen, **_options(args))
     _print_published(args.model, version, manifest, manifest.dataset)
+    return 0
+
+
+def _handle_l2lflows(args: argparse.Namespace, formats: list[str]) -> int:
+    from caloflow.cli import CLIError
+    from caloflow.families.l2lflows.export import L2L_FORMATS
+    from caloflow.families.l2lflows.publish import publish_l2l_run
+
+    chosen = list(L2L_FORMATS) if args.formats == DEFAULT_FORMATS else formats
+    if unknown := [f for f in chosen if f not in L2L_FORMATS]:
+        raise CLIError(f"--formats: L2LFlows exports {list(L2L_FORMATS)}, not {unknown}")
+    published = publish_l2l_run(args.run, args.repo, args.model, **_options(args))
+    _print_published(published.model, published.version, published.manifest, published.manifest.dataset)
     return 0

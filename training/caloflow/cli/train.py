@@ -1,7 +1,8 @@
 """``caloflow train {flow1,teacher,student,all}``: train CaloFlow on a CaloChallenge file.
 
 ``--dataset`` names the dataset (``--particle photon|pion`` is Dataset 1's short form). The CaloFlow family
-trains Dataset 1; the other registered datasets are refused with the family that will serve them.
+trains Dataset 1, iCaloFlow (:mod:`caloflow.families.icaloflow`) Datasets 2 and 3, L2LFlows
+(:mod:`caloflow.families.l2lflows`) the ILD grid.
 """
 
 from __future__ import annotations
@@ -60,13 +61,16 @@ def _handle(args: argparse.Namespace) -> int:
 
     ds = dataset_from_args(args)
     from caloflow.families.icaloflow import runner as icaloflow
+    from caloflow.families.l2lflows import runner as l2lflows
 
     if ds.name in icaloflow.DATASETS:
         return icaloflow.handle_train(args, ds)
+    if ds.name in l2lflows.DATASETS:
+        return l2lflows.handle_train(args, ds)
     if not ds.is_ds1:
         raise CLIError(
             f"--dataset {ds.name}: the CaloFlow family trains Dataset 1 (ds1-photon, ds1-pion) only; "
-            f"{ds.name} needs its own family (iCaloFlow for ds2/ds3, L2LFlows for ild), not built yet"
+            f"no family trains {ds.name} yet"
         )
     particle = ds.particle
     preset = runner.resolve_preset(args.preset, particle, args.epochs_flow1, args.epochs_teacher, args.epochs_student)
@@ -90,3 +94,24 @@ def _handle(args: argparse.Namespace) -> int:
     )
     print(json.dumps(runner.headline(summary), indent=2))
     return 0
+
+
+def require_data_and_out(args: argparse.Namespace) -> None:
+    """Refuse a training command without ``--data`` or ``--out`` (any family; a dry run needs neither)."""
+    from caloflow.cli import CLIError
+
+    if not args.data or not args.out:
+        raise CLIError("--data and --out are required (unless --dry-run)")
+
+
+def run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of a family's training entry point that come straight from the command line."""
+    return {
+        "data_path": args.data,
+        "out": args.out,
+        "stages": args.stages,
+        "seed": args.seed,
+        "max_showers": args.max_showers,
+        "resume": args.resume,
+        "progress": not args.no_progress,
+    }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from torch.export import ExportedProgram
 
@@ -45,7 +45,14 @@ class ExportedArtifact:
     format_version: str
 
 
-def io_spec(sampler: CaloFlowSampler) -> dict[str, Any]:
+class _Shaped(Protocol):
+    @property
+    def noise_dim(self) -> int: ...
+
+    n_voxels: int
+
+
+def io_spec(sampler: CaloFlowSampler | _Shaped) -> dict[str, Any]:
     """Names, dtypes and shapes (-1: the dynamic batch dimension) of the exported graph's inputs and outputs."""
     energy, noise = INPUT_NAMES
     return {

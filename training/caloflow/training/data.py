@@ -28,9 +28,9 @@ TRAIN_FRACTION = 0.7
 @dataclass(frozen=True)
 class ShowerTensors:
     showers: Tensor
-    """(N, V) voxel energies in units of 100 GeV."""
+    """(N, V) voxel energies in units of 100 GeV (CaloFlow; another family may hold (N, ...) cells in its unit)."""
     incident: Tensor
-    """(N, 1) incident energies in units of 100 GeV."""
+    """(N, 1) incident energies in the same unit."""
 
     def __len__(self) -> int:
         return int(self.showers.shape[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from caloflow.flows import Flow, SplineConfig, build_flow1, build_student, build_teacher
 from caloflow.preprocessing import Preprocessing
@@ -25,9 +26,14 @@ def spline_config(preset: Preset) -> SplineConfig:
 
 
 def make_flow1(preset: Preset, prep: Preprocessing, seed: int, device: torch.device | str = "cpu") -> Flow:
+    return make_flow1_for(preset, prep.n_layers, seed, device)
+
+
+def make_flow1_for(preset: Preset, n_layers: int, seed: int, device: torch.device | str = "cpu") -> Flow:
+    """Flow-I over ``n_layers`` layer energies given E_inc (any family's preset)."""
     cfg = preset.flow1
     return build_flow1(
-        prep.n_layers,
+        n_layers,
         hidden=cfg.hidden,
         n_hidden_blocks=cfg.n_hidden_blocks,
         n_blocks=cfg.n_blocks,
@@ -38,10 +44,17 @@ def make_flow1(preset: Preset, prep: Preprocessing, seed: int, device: torch.dev
 
 
 def make_teacher(preset: Preset, prep: Preprocessing, seed: int, device: torch.device | str = "cpu") -> Flow:
+    return make_teacher_for(preset, prep.layer_sizes, prep.n_layers + 1, seed, device)
+
+
+def make_teacher_for(
+    preset: Preset, sizes: tuple[int, ...], context: int, seed: int, device: torch.device | str = "cpu"
+) -> Flow:
+    """A MAF teacher over ``sum(sizes)`` features with ``context`` conditions (any family's preset)."""
     cfg = preset.teacher
     return build_teacher(
-        prep.layer_sizes,
-        context=prep.n_layers + 1,
+        sizes,
+        context=context,
         hidden=cfg.hidden,
         n_blocks=cfg.n_blocks,
         n_hidden_blocks=cfg.n_hidden_blocks,
@@ -64,5 +77,5 @@ def make_student(preset: Preset, teacher: Flow, seed: int, device: torch.device 
     )
 
 
-def count_parameters(flow: Flow) -> int:
+def count_parameters(flow: nn.Module) -> int:
     return sum(p.numel() for p in flow.parameters())

@@ -18,7 +18,7 @@ blocks and epochs. ``tiny`` trains in seconds, for tests; it is not expected to 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Literal
+from typing import Literal, TypeVar
 
 ScheduleKind = Literal["onecycle", "cyclic", "constant"]
 PresetName = Literal["paper", "small", "tiny"]
@@ -147,8 +147,11 @@ def get_preset(name: str, particle: str, n_voxels: int) -> Preset:
     raise ValueError(f"unknown preset {name!r}; expected one of {list(PRESET_NAMES)}")
 
 
-def with_epochs(preset: Preset, *, flow1: int | None, teacher: int | None, student: int | None) -> Preset:
-    """Override epoch counts (command-line ``--epochs-*``), keeping everything else."""
+P = TypeVar("P", bound=Preset)
+
+
+def with_epochs(preset: P, *, flow1: int | None, teacher: int | None, student: int | None) -> P:
+    """Override epoch counts (command-line ``--epochs-*``), keeping everything else (any family's preset)."""
 
     def schedule(s: Schedule, epochs: int | None) -> Schedule:
         return s if epochs is None else replace(s, epochs=epochs)

@@ -1,0 +1,50 @@
+"""Build L2LFlows' flows from a preset: flow-I over the layer energies, one MAF teacher per layer, and the
+IAF students distilled from them - all from the project's builders (:mod:`caloflow.training.models`), only
+the sizes, the per-layer context widths and the per-layer seeds are L2LFlows'."""
+
+from __future__ import annotations
+
+from typing import cast
+
+import torch
+from torch import nn
+
+from caloflow.families.l2lflows.context import context_widths
+from caloflow.families.l2lflows.presets import L2LPreset
+from caloflow.flows import Flow
+from caloflow.training.models import count_parameters, make_flow1_for, make_student, make_teacher_for
+
+__all__ = ["LayerFlows", "count_parameters", "make_flow1", "make_layer_students", "make_layer_teachers"]
+
+LAYER_SEED_STRIDE = 1000
+"""Layer i's teacher and student are seeded ``seed + LAYER_SEED_STRIDE * i`` (plus the builders' offsets)."""
+
+DeviceLike = torch.device | str
+
+
+class LayerFlows(nn.ModuleList):
+    """One conditional flow per calorimeter layer; flow i's context is ``context_width(i, ...)`` wide."""
+
+    def flow(self, layer: int) -> Flow:
+        return cast(Flow, self[layer])
+
+
+def make_flow1(preset: L2LPreset, n_layers: int, seed: int, device: DeviceLike = "cpu") -> Flow:
+    return make_flow1_for(preset, n_layers, seed, device)
+
+
+def make_layer_teachers(
+    preset: L2LPreset, n_layers: int, cells_per_layer: int, seed: int, device: DeviceLike = "cpu"
+) -> LayerFlows:
+    widths = context_widths(n_layers, cells_per_layer, preset.window)
+    return LayerFlows(
+        make_teacher_for(preset, (cells_per_layer,), width, seed + LAYER_SEED_STRIDE * layer, device)
+        for layer, width in enumerate(widths)
+    )
+
+
+def make_layer_students(preset: L2LPreset, teachers: LayerFlows, seed: int, device: DeviceLike = "cpu") -> LayerFlows:
+    return LayerFlows(
+        make_student(preset, teachers.flow(layer), seed + LAYER_SEED_STRIDE * layer, device)
+        for layer in range(len(teachers))
+    )
