@@ -2,7 +2,8 @@
 
 * ``caloflow evaluate --generated GEN.h5 --reference REF.h5 --dataset D (or --particle photon|pion) --out DIR
   [--runs N] [--seed S] [--metrics all|hist,energy,avg,corr,cls-low,cls-low-normed,cls-high,fpd,kpd,w1,prdc]
-  [--device auto|cpu|cuda] [--max-showers N] [--cls-low-max-showers N] [--cls-hidden 2048 --cls-epochs 50 ...]``
+  [--device auto|cpu|cuda] [--max-showers N] [--cls-low-max-showers N] [--cls-hidden 2048 --cls-epochs 50 ...]
+  [--crop X0:X1,Z0:Z1]`` (``--crop``: a grid dataset's lateral crop only; the figures describe that region)
 * ``caloflow evaluate compare A.json B.json [--force]``: two quality reports (``quality.json``) side by side;
   refused (exit 2, naming the field) when their evaluator settings hashes or reference files differ.
 * ``caloflow evaluate-demo``: stand-in reference files, showers from the demo models, both evaluated, and
@@ -49,6 +50,13 @@ def _register_evaluate(subparsers: Any) -> None:
         type=int,
         help="showers per class for cls-low / cls-low-normed (the first N used rows; default: as many as "
         "2.5 GiB of float32 inputs and tensors hold, about 4 100 for Dataset 3, every shower for Dataset 1)",
+    )
+    p.add_argument(
+        "--crop",
+        metavar="X0:X1,Z0:Z1",
+        help="grid datasets (ILD): evaluate only cells X0<=x<X1, Z0<=z<Z1 of every layer - both files are set to "
+        "zero outside it, so every figure describes the crop region only, not the whole grid (for a crop model, "
+        "e.g. L2LFlows; its served-shower files name their crop in the attribute 'crop')",
     )
     _add_classifier_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -150,6 +158,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         prdc_k=args.prdc_k,
         prdc_max_samples=args.prdc_max_samples,
         progress=not args.no_progress,
+        crop=args.crop,
     )
     result = evaluate(config)
     row = {k: v for k, v in summary_row(result).items() if v is not None}

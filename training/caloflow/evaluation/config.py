@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from caloflow.data.datasets import Dataset, DatasetError, dataset
+from caloflow.data.grid_geometry import GridGeometry
 from caloflow.evaluation.classifier import ClassifierSettings
 from caloflow.evaluation.errors import EvaluationError
+from caloflow.evaluation.region import CropRegion, parse_crop
 
 __all__ = ["CLASSIFIER_MODES", "METRICS", "EvaluationConfig", "parse_metrics"]
 
@@ -44,6 +46,9 @@ class EvaluationConfig:
     prdc_max_samples: int = 10_000  # rows per sample (seeded subsample): time O(n^2), memory O(1024 n)
     threads: int | None = None  # torch CPU threads for the classifiers; None leaves torch's default
     progress: bool = True
+    # "X0:X1,Z0:Z1": evaluate only this lateral region of a grid dataset (both files zeroed outside it), so
+    # every figure describes the crop region, not the whole grid; None: the whole grid
+    crop: str | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -67,6 +72,18 @@ class EvaluationConfig:
             raise EvaluationError("need --prdc-k >= 1 and --prdc-max-samples above it")
         if self.threads is not None and self.threads < 1:
             raise EvaluationError(f"--threads must be positive, got {self.threads}")
+        if self.crop is not None:
+            self.region  # noqa: B018 - parses and checks --crop against the grid now
+
+    @property
+    def region(self) -> CropRegion | None:
+        """The ``crop`` region on the dataset's grid; None for the whole grid."""
+        if self.crop is None:
+            return None
+        grid = self.spec.geometry
+        if not isinstance(grid, GridGeometry):
+            raise EvaluationError(f"--crop: dataset {self.dataset} is not a Cartesian grid; crops are for grids only")
+        return parse_crop(self.crop, grid)
 
     @property
     def spec(self) -> Dataset:

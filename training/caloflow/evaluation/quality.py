@@ -36,7 +36,7 @@ from caloflow.evaluation.demo import DemoConfig
 from caloflow.evaluation.errors import EvaluationError
 from caloflow.evaluation.report import STANDIN_NOTICE, metrics_dict
 from caloflow.evaluation.run import evaluate, summary_row
-from caloflow.evaluation.served import write_served_showers
+from caloflow.evaluation.served import served_crop, write_served_showers
 from caloflow.evaluation.settings import evaluator_settings, settings_hash
 from caloflow_repo import DEFAULT_PRECISION, PRECISIONS, check_precision_gates
 
@@ -99,7 +99,7 @@ def make_quality_report(config: QualityConfig) -> tuple[Path, dict[str, Any]]:
             loaded, energies, generated, seed=config.seed, batch=config.batch, purpose="quality report samples"
         )
         speed = _Speed(timing.showers_per_s, timing.wall_seconds, timing.cpu_seconds, peak_rss_bytes())
-        evaluation = _evaluation_config(config, loaded.manifest.dataset, generated, Path(scratch) / "evaluation")
+        evaluation = _evaluation_config(config, loaded.manifest, generated, Path(scratch) / "evaluation")
         result = evaluate(evaluation)
         metrics = metrics_dict(result)
         headline = summary_row(result)
@@ -124,10 +124,18 @@ def _reference_energies(config: QualityConfig, dataset_name: str) -> NDArray[np.
     return np.asarray(energies[: config.n], dtype=np.float64)
 
 
-def _evaluation_config(config: QualityConfig, dataset_name: str, generated: Path, out: Path) -> EvaluationConfig:
+def _evaluation_config(config: QualityConfig, manifest: Any, generated: Path, out: Path) -> EvaluationConfig:
+    """A crop model (manifest ``geometry.crop``) is evaluated on its crop region only."""
     shared = {name: getattr(config, name) for name in _EVALUATION_FIELDS}
+    region = served_crop(manifest)
     return EvaluationConfig(
-        generated=generated, reference=config.reference, dataset=dataset_name, out=out, max_showers=config.n, **shared
+        generated=generated,
+        reference=config.reference,
+        dataset=manifest.dataset,
+        out=out,
+        max_showers=config.n,
+        crop=None if region is None else region.text(),
+        **shared,
     )
 
 

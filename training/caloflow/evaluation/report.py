@@ -18,9 +18,13 @@ from caloflow import __version__
 if TYPE_CHECKING:
     from caloflow.evaluation.run import EvaluationResult
 
-__all__ = ["STANDIN_NOTICE", "is_standin", "metrics_dict", "write_reports"]
+__all__ = ["CROP_NOTICE", "STANDIN_NOTICE", "is_standin", "metrics_dict", "write_reports"]
 
 PRDC_KEYS = ("precision", "recall", "density", "coverage")
+CROP_NOTICE = (
+    "both files restricted to these cells (x0:x1,z0:z1 of every layer; zeros outside): "
+    "the figures describe the crop region only, not the whole grid"
+)
 STANDIN_NOTICE = "stand-in data, not Geant4: these figures say nothing about the official datasets"
 
 
@@ -46,6 +50,8 @@ def metrics_dict(result: EvaluationResult) -> dict[str, Any]:
         "files": {s.role: _file_entry(s) for s in (result.generated, result.reference)},
         "energy_multisets_equal": _same_multiset(result),
     }
+    if c.crop is not None:
+        metrics["crop"] = {"cells": c.crop, "note": CROP_NOTICE}
     if metrics["files"]["generated"]["standin"] or metrics["files"]["reference"]["standin"]:
         metrics["notice"] = STANDIN_NOTICE
     if result.histograms:

@@ -1,12 +1,14 @@
 """One evaluation, end to end, for any dataset of the registry: validate, stream, compute, plot, report.
 
-Order of work (each a step of the progress bar): validate both files (one chunked pass each), then stream
-the used rows once more (:mod:`caloflow.evaluation.stream`: the cut at the dataset threshold, the dataset's
+Order of work (each a step of the progress bar): validate both files (one chunked pass each), then stream the
+used rows once more (:mod:`caloflow.evaluation.stream`: the cut at the dataset threshold, the dataset's
 per-shower features, the voxel spectrum, average showers, the low-level classifier rows), then the metric
 groups of ``config.metrics``; ``metrics.json`` and ``index.html`` are written last, from what was computed.
-What differs between datasets is the feature provider (:mod:`caloflow.evaluation.providers`); the pipeline
-is one. The low-level classifiers see at most ``config.low_level_rows`` showers per class (the
-``--cls-low-max-showers`` option or a memory budget), which the report records.
+What differs between datasets is the feature provider (:mod:`caloflow.evaluation.providers`); the pipeline is
+one. With ``config.crop`` both files are restricted to that lateral region first
+(:mod:`caloflow.evaluation.region`) and every figure describes the region only. The low-level classifiers see
+at most ``config.low_level_rows`` showers per class (the ``--cls-low-max-showers`` option or a memory budget),
+which the report records.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from caloflow.evaluation.hlf_histograms import family_of
 from caloflow.evaluation.inputs import ShowerSample, load_pair
 from caloflow.evaluation.prdc import PRDC, prdc
 from caloflow.evaluation.providers import FeatureProvider, provider_for
+from caloflow.evaluation.region import check_declared_crop
 from caloflow.evaluation.report import write_reports
 from caloflow.evaluation.stream import FileSummary, StreamPlan, summarise
 from caloflow.evaluation.w1 import W1Distance, w1_distances
@@ -81,6 +84,7 @@ def evaluate(config: EvaluationConfig) -> EvaluationResult:
     ds = config.spec
     start = time.perf_counter()
     generated, reference = load_pair(config.generated, config.reference, ds, max_showers=config.max_showers)
+    check_declared_crop(generated, config.region)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     result = EvaluationResult(config, generated, reference, str(device))
@@ -109,6 +113,7 @@ def _plan(config: EvaluationConfig, reference: ShowerSample) -> StreamPlan:
         n_low=low_rows if "cls-low" in config.metrics else 0,
         n_low_normed=low_rows if "cls-low-normed" in config.metrics else 0,
         n_cells=W1_CELL_VALUES if "w1" in config.metrics else 0,
+        region=config.region,
     )
 
 

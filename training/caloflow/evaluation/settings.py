@@ -1,10 +1,11 @@
 """The evaluator's settings and their hash: two reports compare only when this hash is equal.
 
 Every setting that changes a figure for the same two samples is in it: the dataset and metric groups, the
-voxel cut, the number of showers, the classifier (width, layers, epochs, learning rate, batch, dropout,
-runs, the rows of the low-level classifiers), FPD / KPD / PRDC settings, and the versions of the feature
-set and histogram binning (bumped by hand when their code changes what they compute). The seed is not in
-it: reports made with different seeds are the run-to-run spread, which comparing them measures.
+voxel cut, the number of showers, the classifier (width, layers, epochs, learning rate, batch, dropout, runs,
+the rows of the low-level classifiers), the crop region (when one), FPD / KPD / PRDC settings, and the
+versions of the feature set and histogram binning (bumped by hand when their code changes what they compute).
+The seed is not in it: reports made with different seeds are the run-to-run spread, which comparing them
+measures.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ HISTOGRAM_BINNING_VERSION = 1  # the per-feature binning of histograms.py / hlf_
 
 
 def evaluator_settings(config: EvaluationConfig, n_showers: int) -> dict[str, Any]:
-    """The settings that decide an evaluation's figures (``n_showers``: the showers per file actually used)."""
-    return {
+    """The settings that decide an evaluation's figures (``n_showers``: the showers per file actually used);
+    ``crop`` only when the evaluation covers a crop region (so whole-grid hashes are unchanged)."""
+    settings = {
         "dataset": config.dataset,
         "metrics": list(config.metrics),
         "min_energy_mev": config.cut_mev,
@@ -40,6 +42,9 @@ def evaluator_settings(config: EvaluationConfig, n_showers: int) -> dict[str, An
         "feature_set_version": FEATURE_SET_VERSION,
         "histogram_binning_version": HISTOGRAM_BINNING_VERSION,
     }
+    if config.crop is not None:
+        settings["crop"] = config.crop
+    return settings
 
 
 def settings_hash(settings: dict[str, Any]) -> str:

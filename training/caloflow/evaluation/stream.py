@@ -1,10 +1,11 @@
 """One chunked pass over a file's used rows: everything the metrics need, with memory bounded by the plan.
 
-Per chunk the showers are cut at the evaluation threshold, then the dataset's feature provider computes the
-per-shower features, the voxel spectrum is counted over fixed edges, the showers are summed per incident-energy
-group (average showers), and the first ``n_low`` / ``n_low_normed`` rows become float32 classifier inputs.
-Only per-shower features (a few hundred numbers each), the counts, the sums and the kept classifier rows stay
-in memory; a Dataset 3 file is never held whole.
+Per chunk the showers are restricted to the plan's crop region when it has one (zeros outside), cut at the
+evaluation threshold, then the dataset's feature provider computes the per-shower features, the voxel spectrum
+is counted over fixed edges, the showers are summed per incident-energy group (average showers), and the first
+``n_low`` / ``n_low_normed`` rows become float32 classifier inputs. Only per-shower features (a few hundred
+numbers each), the counts, the sums and the kept classifier rows stay in memory; a Dataset 3 file is never
+held whole.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from numpy.typing import NDArray
 from caloflow.evaluation.classifier_features import low_level_inputs, low_normed_inputs
 from caloflow.evaluation.inputs import ShowerSample, iter_used
 from caloflow.evaluation.providers import FeatureProvider
+from caloflow.evaluation.region import CropRegion
 
 __all__ = ["FileSummary", "StreamPlan", "summarise"]
 
@@ -34,6 +36,7 @@ class StreamPlan:
     n_low: int = 0  # rows kept as cls-low inputs
     n_low_normed: int = 0  # rows kept as cls-low-normed inputs
     n_cells: int = 0  # non-zero cut cell energies kept for the W1 of the cell spectrum
+    region: CropRegion | None = None  # zero every cell outside it before anything else (None: the whole grid)
 
 
 @dataclass
@@ -70,7 +73,8 @@ def summarise(
     n_groups = max(1, len(plan.groups))
     v = sample.dataset.n_voxels
     acc = _Accumulator([], np.zeros(len(plan.voxel_edges) - 1), np.zeros((n_groups, v)), np.zeros(n_groups), [], [], [])
-    for incident, showers in iter_used(sample):
+    for incident, full in iter_used(sample):
+        showers = full if plan.region is None else plan.region.mask(full)
         _add_chunk(acc, provider, plan, incident, showers)
         if on_chunk is not None:
             on_chunk()
