@@ -20,6 +20,7 @@ from test_server_http_support import build_served
 
 from caloflow.bench.generate import Timing
 from caloflow.data.datasets import dataset
+from caloflow.data.hdf5 import read_incident_energies
 from caloflow.data.standin import write_standin_file
 from caloflow.families.l2lflows import (
     L2LPreprocessing,
@@ -433,3 +434,22 @@ def test_the_scanned_export_form_samples_what_the_layer_loop_samples() -> None:
     # float rounding only (the padded context sums in another order); a wrong layer's weights moves whole showers
     torch.testing.assert_close(scanned, expected, rtol=1e-3, atol=1e-2)
     torch.testing.assert_close(packed, compact(energies, noise), rtol=1e-3, atol=1e-2)
+
+
+def test_repo_quality_evaluates_the_crop_model_on_its_crop_only(
+    published: tuple[ModelRepository, Published], ild_file: Path, tmp_path: Path
+) -> None:
+    """``caloflow repo quality`` of the crop model against a full-grid ILD file: the served crop is written in
+    the ILD layout and compared with the reference restricted to the manifest's crop; quality.json says so."""
+    from caloflow.cli import main
+
+    repository, result = published
+    shutil.copytree(repository.root / "l2l_tiny", tmp_path / "l2l_tiny")
+    n = len(read_incident_energies(ild_file, layout="ild"))
+    argv = ["repo", "quality", "l2l_tiny", "--repo", str(tmp_path), "--reference", str(ild_file), "--n", str(n)]
+    assert main([*argv, "--metrics", "w1", "--threads", "1", "--no-progress"]) == 0
+    report = json.loads((tmp_path / "l2l_tiny" / "1" / "quality.json").read_text())
+    crop = result.manifest.geometry["crop"]
+    cells = f"{crop['x_cells'][0]}:{crop['x_cells'][1]},{crop['z_cells'][0]}:{crop['z_cells'][1]}"
+    assert report["evaluator"]["settings"]["crop"] == cells and report["metrics"]["crop"]["cells"] == cells
+    assert report["metrics"]["n_showers"] == n and np.isfinite(report["headline"]["w1_mean_normalised"])
