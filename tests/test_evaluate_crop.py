@@ -24,7 +24,7 @@ import pytest
 from caloflow.cli import main
 from caloflow.data.datasets import dataset
 from caloflow.data.grid_geometry import GridGeometry
-from caloflow.data.hdf5 import open_shower_file, read_showers
+from caloflow.data.hdf5 import ShowerWriter, open_shower_file, read_showers
 from caloflow.data.standin.files import write_standin_file
 from caloflow.evaluation import EvaluationConfig, EvaluationError
 from caloflow.evaluation.region import CropRegion, crop_from_manifest, parse_crop
@@ -118,7 +118,6 @@ def test_the_crop_restriction_changes_the_figures(files: SimpleNamespace, tmp_pa
     region = CropRegion(GRID, (9, 19), (10, 20))
     energies, showers = read_showers(files.reference, GRID, layout="ild")
     masked = region.mask(np.asarray(showers, dtype=np.float64))
-    from caloflow.data.hdf5 import ShowerWriter
 
     plain = tmp_path / "plain.h5"
     with ShowerWriter(plain, GRID.n_voxels, layout="ild", shower_shape=GRID.shower_shape) as writer:
@@ -130,6 +129,18 @@ def test_the_crop_restriction_changes_the_figures(files: SimpleNamespace, tmp_pa
 
 
 BAD_CROPS = [("0:31,0:10", "x cells 0:31"), ("5:5,0:10", "x cells 5:5"), ("0:10,28:31", "z cells 28:31")]
+
+
+def test_a_generated_file_in_the_crop_shape_is_refused_saying_what_to_write(
+    files: SimpleNamespace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    crop_shaped = tmp_path / "crop_shaped.h5"
+    with ShowerWriter(crop_shaped, CROP.n_voxels, layout="ild", shower_shape=CROP.shower_shape) as writer:
+        writer.append(files.energies[:5, None], files.model.crops[:5].astype(np.float64))
+    argv = ["evaluate", "--dataset", "ild-photon", "--generated", str(crop_shaped), "--crop", "9:19,10:20"]
+    assert main([*argv, "--reference", str(files.reference), "--out", str(tmp_path / "out"), *QUICK]) == 2
+    err = capsys.readouterr().err
+    assert "generated file" in err and "30x10x10" in err and "[30, 30, 30] with the crop [30, 10, 10] embedded" in err
 
 
 @pytest.mark.parametrize(("text", "field"), [*BAD_CROPS, ("0:10", "is not X0:X1,Z0:Z1")])

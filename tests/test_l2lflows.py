@@ -447,9 +447,11 @@ def test_repo_quality_evaluates_the_crop_model_on_its_crop_only(
     shutil.copytree(repository.root / "l2l_tiny", tmp_path / "l2l_tiny")
     n = len(read_incident_energies(ild_file, layout="ild"))
     argv = ["repo", "quality", "l2l_tiny", "--repo", str(tmp_path), "--reference", str(ild_file), "--n", str(n)]
-    assert main([*argv, "--metrics", "w1", "--threads", "1", "--no-progress"]) == 0
+    assert main([*argv, "--metrics", "w1", "--threads", "1", "--no-progress", "--keep", str(tmp_path / "kept")]) == 0
     report = json.loads((tmp_path / "l2l_tiny" / "1" / "quality.json").read_text())
     crop = result.manifest.geometry["crop"]
     cells = f"{crop['x_cells'][0]}:{crop['x_cells'][1]},{crop['z_cells'][0]}:{crop['z_cells'][1]}"
     assert report["evaluator"]["settings"]["crop"] == cells and report["metrics"]["crop"]["cells"] == cells
     assert report["metrics"]["n_showers"] == n and np.isfinite(report["headline"]["w1_mean_normalised"])
+    kept = json.loads((tmp_path / "kept" / "evaluation" / "metrics.json").read_text())  # --keep: the files stay
+    assert kept["crop"]["cells"] == cells and (tmp_path / "kept" / "generated.h5").is_file()

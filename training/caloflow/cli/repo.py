@@ -6,7 +6,9 @@
   the quality report's against ``quality.sha256``.
 * ``caloflow repo quality MODEL [VERSION] --reference REF.h5 [--n N] [--seed S] [--batch B] [--threads T]``:
   generate N showers with the version as served, evaluate them against REF.h5 and write ``quality.json`` (and
-  its checksum) beside the artifacts (:mod:`caloflow.evaluation.quality`; ``make quality`` for the demo models).
+  its checksum) beside the artifacts (:mod:`caloflow.evaluation.quality`; ``make quality`` for the demo models);
+  ``--keep DIR`` keeps the generated file and the evaluation's page and plots; a crop model (L2LFlows) is
+  evaluated on its crop region only.
 * ``caloflow repo set-default MODEL VERSION``: move the default pointer (one-step rollback).
 * ``caloflow repo prune MODEL``: remove every version but the default (e.g. the committed demo models).
 * ``caloflow repo gate MODEL [VERSION] --precision MODE``: a precision mode's fidelity gate, recorded in the
@@ -83,6 +85,13 @@ def _register_quality(sub: Any) -> None:
     q.add_argument("--fpd-max-samples", type=int, default=d.fpd_max_samples)
     q.add_argument("--kpd-batch-size", type=int, default=d.kpd_batch_size)
     q.add_argument("--prdc-max-samples", type=int, default=d.prdc_max_samples)
+    q.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="keep the generated showers (DIR/generated.h5) and the evaluation's metrics.json, index.html and plots "
+        "(DIR/evaluation); default: a scratch directory, removed",
+    )
     q.add_argument("--no-progress", action="store_true")
 
 
@@ -194,6 +203,7 @@ def _quality(args: argparse.Namespace) -> int:
         kpd_batch_size=args.kpd_batch_size,
         prdc_max_samples=args.prdc_max_samples,
         progress=not args.no_progress,
+        keep=args.keep,
     )
     path, report = make_quality_report(config)
     print(f"wrote {path} (its sha256 in {path.with_suffix('.sha256').name})")

@@ -13,10 +13,15 @@ the report beside the artifacts through ``ModelRepository.write_quality`` (which
 * ``parameters``: counts from the manifest when it has them, else the ONNX initializer elements per artifact;
 * ``speed``, ``memory``; ``gates``: the manifest's precision gate records (``extra.precision_gates``; [] without them);
 * ``headline`` (the summary figures) and ``metrics`` (everything ``metrics.json`` holds but paths and plots).
+
+A crop model (manifest ``geometry.crop``, e.g. L2LFlows on the central ILD cells) is written in its dataset's
+layout with the crop embedded and evaluated on the crop region only (``--crop`` of the evaluation, recorded in
+the settings and in ``metrics.crop``): its figures describe that region, not the whole grid.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -71,6 +76,7 @@ class QualityConfig:
     prdc_k: int = 5
     prdc_max_samples: int = 10_000
     progress: bool = True
+    keep: Path | None = None  # keep generated.h5 and evaluation/ (index.html, plots) here; None: a scratch dir
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,7 @@ def make_quality_report(config: QualityConfig) -> tuple[Path, dict[str, Any]]:
         repository, config.model, config.version, device=config.device, intra_op_threads=config.threads
     )
     energies = _reference_energies(config, loaded.manifest.dataset)
-    with tempfile.TemporaryDirectory(prefix="caloflow-quality-") as scratch:
+    with _work_dir(config.keep) as scratch:
         generated = Path(scratch) / "generated.h5"
         timing = write_served_showers(
             loaded, energies, generated, seed=config.seed, batch=config.batch, purpose="quality report samples"
@@ -107,6 +113,13 @@ def make_quality_report(config: QualityConfig) -> tuple[Path, dict[str, Any]]:
     text = json.dumps(report, indent=2, allow_nan=False) + "\n"
     path = repository.write_quality(loaded.model, loaded.version, text)
     return path, report
+
+
+def _work_dir(keep: Path | None) -> contextlib.AbstractContextManager[str]:
+    if keep is None:
+        return tempfile.TemporaryDirectory(prefix="caloflow-quality-")
+    keep.mkdir(parents=True, exist_ok=True)
+    return contextlib.nullcontext(str(keep))
 
 
 def _reference_energies(config: QualityConfig, dataset_name: str) -> NDArray[np.float64]:

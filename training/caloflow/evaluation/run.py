@@ -81,10 +81,8 @@ class _Prepared:
 def evaluate(config: EvaluationConfig) -> EvaluationResult:
     """Run the evaluation ``config`` describes and write ``metrics.json``, ``index.html`` and the PNGs."""
     device = _resolve_device(config.device)
-    ds = config.spec
     start = time.perf_counter()
-    generated, reference = load_pair(config.generated, config.reference, ds, max_showers=config.max_showers)
-    check_declared_crop(generated, config.region)
+    generated, reference = _load(config)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     result = EvaluationResult(config, generated, reference, str(device))
@@ -101,6 +99,25 @@ def evaluate(config: EvaluationConfig) -> EvaluationResult:
         logger.debug("evaluation step %s took %.1f s", name, result.seconds[name])
     write_reports(result)
     return result
+
+
+def _load(config: EvaluationConfig) -> tuple[ShowerSample, ShowerSample]:
+    """Both files validated; with a crop, a generated file in the crop's shape is refused saying what to write."""
+    try:
+        generated, reference = load_pair(
+            config.generated, config.reference, config.spec, max_showers=config.max_showers
+        )
+    except EvaluationError as exc:
+        region = config.region
+        if region is None or not str(exc).startswith("generated file"):
+            raise
+        raise EvaluationError(
+            f"{exc}; with --crop {region.text()} the generated file must hold the whole grid "
+            f"{list(region.grid.shower_shape)} with the crop {list(region.crop_shape)} embedded (as "
+            "write_served_showers and `caloflow repo quality` write a crop model's showers)"
+        ) from exc
+    check_declared_crop(generated, config.region)
+    return generated, reference
 
 
 def _plan(config: EvaluationConfig, reference: ShowerSample) -> StreamPlan:
