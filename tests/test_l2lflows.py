@@ -437,7 +437,7 @@ def test_the_scanned_export_form_samples_what_the_layer_loop_samples() -> None:
 
 
 def test_repo_quality_evaluates_the_crop_model_on_its_crop_only(
-    published: tuple[ModelRepository, Published], ild_file: Path, tmp_path: Path
+    published: tuple[ModelRepository, Published], ild_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``caloflow repo quality`` of the crop model against a full-grid ILD file: the served crop is written in
     the ILD layout and compared with the reference restricted to the manifest's crop; quality.json says so."""
@@ -448,10 +448,12 @@ def test_repo_quality_evaluates_the_crop_model_on_its_crop_only(
     n = len(read_incident_energies(ild_file, layout="ild"))
     argv = ["repo", "quality", "l2l_tiny", "--repo", str(tmp_path), "--reference", str(ild_file), "--n", str(n)]
     assert main([*argv, "--metrics", "w1", "--threads", "1", "--no-progress", "--keep", str(tmp_path / "kept")]) == 0
+    printed = capsys.readouterr().out
     report = json.loads((tmp_path / "l2l_tiny" / "1" / "quality.json").read_text())
     crop = result.manifest.geometry["crop"]
     cells = f"{crop['x_cells'][0]}:{crop['x_cells'][1]},{crop['z_cells'][0]}:{crop['z_cells'][1]}"
     assert report["evaluator"]["settings"]["crop"] == cells and report["metrics"]["crop"]["cells"] == cells
+    assert f"crop region x0:x1,z0:z1 = {cells} only" in printed
     assert report["metrics"]["n_showers"] == n and np.isfinite(report["headline"]["w1_mean_normalised"])
     kept = json.loads((tmp_path / "kept" / "evaluation" / "metrics.json").read_text())  # --keep: the files stay
     assert kept["crop"]["cells"] == cells and (tmp_path / "kept" / "generated.h5").is_file()

@@ -260,8 +260,10 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     corr, prdc = m.get("layer_correlations", {}), m.get("prdc", {})
     rss = report.get("memory", {}).get("peak_host_rss_bytes")
     gates = report.get("gates", [])
+    crop = m.get("crop")
     return [
         f"reference {ref['file']} ({ref['label']}), sha256 {ref['sha256'][:16]}, N = {ref['n_used']}",
+        *([f"crop region x0:x1,z0:z1 = {crop['cells']} only (not the whole grid)"] if crop else []),
         f"evaluator settings {ev['settings_hash'][:16]} (caloflow {ev['caloflow_version']})",
         f"sample: seed {sample['seed']}, {sample['precision']}, {sample['device']}, {sample['artifact']}",
         f"AUC low {_fmt(h.get('auc_low'))}, low-normed {_fmt(h.get('auc_low_normed'))}, "
