@@ -214,12 +214,18 @@ def _quality(args: argparse.Namespace) -> int:
 
 def _summary_rows(m: Manifest) -> list[tuple[str, str]]:
     low, high = m.energy_range_mev
-    layers = f"{m.n_voxels} voxels in {len(m.geometry['layers'])} layers"
+    shape = " x ".join(str(n) for n in m.shower_shape)
+    layers = m.geometry.get("layers")
+    voxels = f"{m.n_voxels} voxels" + (f" in {len(layers)} layers" if isinstance(layers, list) else "")
+    crop = m.geometry.get("crop")
+    where = f", cells x {crop['x_cells']} z {crop['z_cells']} of {crop['full_shape']}" if isinstance(crop, dict) else ""
     return [
+        ("dataset", m.dataset),
         ("particle", m.particle),
-        ("data", "STAND-IN showers, not Geant4" if m.standin else "CaloChallenge Dataset 1 (Geant4)"),
+        ("data", "STAND-IN showers, not Geant4" if m.standin else f"{m.dataset} (Geant4)"),
         ("description", m.description or "-"),
-        ("geometry", f"{m.geometry['name']} (pid {m.geometry['pid']}): {layers}"),
+        ("geometry", f"{m.geometry.get('name', '-')} (pid {m.geometry.get('pid', '-')}): {voxels}{where}"),
+        ("shower shape", shape),
         ("energy range", f"{low:,.10g} - {high:,.10g} MeV"),
         ("noise_dim", str(m.noise_dim)),
         ("inputs", "; ".join(f"{t.name} {t.dtype} {list(t.shape)}" for t in m.inputs)),
