@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 DATA   ?= data
 SCALE  ?= 1.0
 
-.PHONY: setup protos serve test lint typecheck pytest gpu-check demo models model-photon model-pion bench-standin bench-generate bench-serve eval-demo quality clean
+.PHONY: setup protos serve test lint typecheck pytest gpu-check demo models model-photon model-pion model-ild bench-standin bench-generate bench-serve eval-demo quality clean
 
 setup: $(STAMP)
 
@@ -60,7 +60,7 @@ MODEL_SEED ?= 1
 RUNS       ?= runs
 
 models: $(STAMP)
-	$(MAKE) -j2 model-photon model-pion
+	$(MAKE) -j2 model-photon model-pion model-ild
 
 model-photon model-pion: model-%: $(STAMP)
 	$(BIN)/caloflow data standin --particle $* --out $(DATA)/standin_$*_1.h5 --seed 1 --no-progress
@@ -68,6 +68,15 @@ model-photon model-pion: model-%: $(STAMP)
 		--out $(RUNS)/small_$* --seed $(MODEL_SEED) --threads 1 --resume --no-progress
 	$(BIN)/caloflow export $(RUNS)/small_$* --repo model_repo --model caloflow_$* --formats fast_onnx --make-default
 	$(BIN)/caloflow repo prune caloflow_$* --repo model_repo
+
+# L2LFlows for the ILD ECAL: 10 000 stand-in photons (--scale 0.1), the central 10 x 10 crop of each layer,
+# served as one ONNX graph (Scan loops). About 25 min on one thread of this 2-core CPU.
+model-ild: $(STAMP)
+	$(BIN)/caloflow data standin --dataset ild-photon --out $(DATA)/standin_ild_1.h5 --seed 1 --scale 0.1 --no-progress
+	$(BIN)/caloflow train all --dataset ild-photon --preset small --data $(DATA)/standin_ild_1.h5 \
+		--out $(RUNS)/small_ild --seed $(MODEL_SEED) --threads 1 --resume --no-progress
+	$(BIN)/caloflow export $(RUNS)/small_ild --repo model_repo --model l2lflows_ild --formats onnx --make-default
+	$(BIN)/caloflow repo prune l2lflows_ild --repo model_repo
 
 bench-standin: $(STAMP)
 	$(BIN)/python benchmarks/bench_standin.py
@@ -98,14 +107,19 @@ bench-serve: $(STAMP)
 # /v2/models/<model>/quality). Rerun after re-exporting a demo model: about 5-10 min per model on one thread.
 QUALITY_N ?= 10000
 
+$(DATA)/standin_ild_2.h5:
+	$(BIN)/caloflow data standin --dataset ild-photon --out $@ --seed 2 --scale 0.1 --no-progress
+
 $(DATA)/standin_%_2.h5:
 	$(BIN)/caloflow data standin --particle $* --out $@ --seed 2 --no-progress
 
-quality: $(STAMP) $(DATA)/standin_photon_2.h5 $(DATA)/standin_pion_2.h5
+quality: $(STAMP) $(DATA)/standin_photon_2.h5 $(DATA)/standin_pion_2.h5 $(DATA)/standin_ild_2.h5
 	$(BIN)/caloflow repo quality caloflow_photon --repo model_repo --reference $(DATA)/standin_photon_2.h5 \
 		--n $(QUALITY_N) --threads 1 --no-progress
 	$(BIN)/caloflow repo quality caloflow_pion --repo model_repo --reference $(DATA)/standin_pion_2.h5 \
 		--n $(QUALITY_N) --threads 1 --no-progress
+	$(BIN)/caloflow repo quality l2lflows_ild --repo model_repo --reference $(DATA)/standin_ild_2.h5 \
+		--n $(QUALITY_N) --threads 1 --no-progress --metrics hist,energy,corr,cls-high,fpd,kpd,w1,prdc
 
 # Everything that needs a GPU (CUDA tests, paper-size photon benchmark in every precision mode, the served path on
 # CUDA with its TF32 state asserted, the GPU precision gates) in one run of at most ~8 min on one H100, into one
