@@ -20,6 +20,7 @@ import torch._inductor
 from torch import Tensor
 
 from caloflow_server._device import normalize_device
+from caloflow_server._warm_up import warm_up_calls
 from caloflow_server.errors import DeviceOutOfMemoryError, InferenceError, RuntimeLoadError
 
 __all__ = ["AotiBackend", "check_parity"]
@@ -64,9 +65,7 @@ class AotiBackend:
 
     def warm_up(self, batch_sizes: Sequence[int], energy_mev: float = 1000.0) -> None:
         """Run each batch size once (the first call folds the constants and sizes the buffers)."""
-        for size in batch_sizes:
-            incident = np.full((size, 1), energy_mev, dtype=np.float32)
-            self.run(incident, np.zeros((size, self.noise_dim), dtype=np.float32))
+        warm_up_calls(self.run, self.noise_dim, batch_sizes, energy_mev)
 
 
 class _Sampler(Protocol):

@@ -14,6 +14,7 @@ from torch import Tensor
 from caloflow_repo import DEFAULT_PRECISION, GPU_ONLY_PRECISIONS, INPUT_ENERGY, INPUT_NOISE, OUTPUT_SHOWERS, PRECISIONS
 from caloflow_server._device import cuda_index, normalize_device
 from caloflow_server._onnx_precision import half_gemm_graph, int8_graph
+from caloflow_server._warm_up import warm_up_calls
 from caloflow_server.errors import DeviceOutOfMemoryError, InferenceError, RuntimeLoadError
 
 logger = logging.getLogger(__name__)
@@ -68,9 +69,7 @@ class OnnxRuntimeBackend:
 
     def warm_up(self, batch_sizes: Sequence[int], energy_mev: float = 1000.0) -> None:
         """Run each batch size once, so that first-call allocations and kernel choices happen before traffic."""
-        for size in batch_sizes:
-            incident = np.full((size, 1), energy_mev, dtype=np.float32)
-            self.run(incident, np.zeros((size, self.noise_dim), dtype=np.float32))
+        warm_up_calls(self.run, self.noise_dim, batch_sizes, energy_mev)
 
 
 def _check_precision(precision: str, device: str) -> str:

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from caloflow_repo import DEFAULT_PRECISION
 from caloflow_server._device import normalize_device
+from caloflow_server._warm_up import warm_up_calls
 from caloflow_server.errors import DeviceOutOfMemoryError, InferenceError, RuntimeLoadError
 
 logger = logging.getLogger(__name__)
@@ -69,9 +70,7 @@ class TorchScriptBackend:
 
     def warm_up(self, batch_sizes: Sequence[int], energy_mev: float = 1000.0) -> None:
         """Run each batch size once (allocator growth and kernel selection happen before traffic)."""
-        for size in batch_sizes:
-            incident = np.full((size, 1), energy_mev, dtype=np.float32)
-            self.run(incident, np.zeros((size, self.noise_dim), dtype=np.float32))
+        warm_up_calls(self.run, self.noise_dim, batch_sizes, energy_mev)
 
 
 def strict_fp32_torch() -> None:
