@@ -84,6 +84,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--repeats", type=int, default=10, help="at most this many timed calls (at least 3 unless fewer are asked)"
     )
+    parser.add_argument(
+        "--warm-up-rows",
+        type=int,
+        help="warm up (and compute the L1 vs eager) on the first N rows instead of the whole batch: for runners "
+        "whose one call takes many minutes (the L2LFlows teacher chain at batch 1 000)",
+    )
     parser.add_argument("--groups", type=int, default=4, help="fast formats: MADE output degree blocks")
     parser.add_argument("--chunk", type=int, default=256, help="fast formats: showers per chunk")
     parser.add_argument("--json", type=Path, help="write the records here")
@@ -96,6 +102,10 @@ def _run(args: argparse.Namespace) -> int:
     from caloflow.cli import CLIError
 
     batches = _batch_sizes(args.batch_sizes)
+    if args.threads < 1 or args.repeats < 1 or args.seconds <= 0:
+        raise CLIError("--threads and --repeats must be positive, --seconds above 0")
+    if args.warm_up_rows is not None and args.warm_up_rows < 1:
+        raise CLIError(f"--warm-up-rows: expected a positive integer, got {args.warm_up_rows}")
     formats = [f for f in args.formats.split(",") if f]
     if (l2l := _l2l_loaded(args)) is not None:
         from caloflow.families.l2lflows.bench import print_l2l_summary
@@ -105,8 +115,6 @@ def _run(args: argparse.Namespace) -> int:
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise CLIError(f"--formats: unknown {unknown or formats}; choose from {','.join(FORMATS)}")
-    if args.threads < 1 or args.repeats < 1 or args.seconds <= 0:
-        raise CLIError("--threads and --repeats must be positive, --seconds above 0")
     runners.set_threads(args.threads)
     with tempfile.TemporaryDirectory() as scratch:
         model = runners.resolve_model(args.model, args.repo, args.device)
@@ -170,7 +178,8 @@ def _time_batch(model: str, loaded: Any, batch: int, args: argparse.Namespace) -
     probe = MemoryProbe(args.device)
     make = loaded.make_inputs
     inputs = make(batch) if make is not None else runners.inputs(loaded.noise_dim, batch, args.device)
-    outputs = {name: run(*inputs) for name, run in loaded.runners.items()}  # warm-up (and parity outputs)
+    warm = _warm_up_inputs(inputs, args.warm_up_rows)
+    outputs = {name: run(*warm) for name, run in loaded.runners.items()}  # warm-up (and parity outputs)
     times: dict[str, list[float]] = {name: [] for name in loaded.runners}
     deadline = time.perf_counter() + args.seconds * len(loaded.runners)
     rounds = 0
@@ -190,6 +199,11 @@ def _time_batch(model: str, loaded: Any, batch: int, args: argparse.Namespace) -
         )
         for name, values in times.items()
     ]
+
+
+def _warm_up_inputs(inputs: tuple[Any, ...], rows: int | None) -> tuple[Any, ...]:
+    """The whole batch, or its first ``rows`` rows (``--warm-up-rows``)."""
+    return inputs if rows is None else tuple(x[:rows] for x in inputs)
 
 
 def _timed(run: Callable[..., object], inputs: tuple[object, ...], synchronize: Callable[[], None]) -> float:
