@@ -28,6 +28,7 @@ from caloflow.data.dataset_files import validate_dataset_file
 from caloflow.data.datasets import dataset
 from caloflow.data.hdf5 import read_showers
 from caloflow_client import GrpcClient, HttpClient
+from caloflow_client.errors import ServerError
 from caloflow_repo import DATASET_FIELDS, Manifest, ManifestError, ModelRepository
 from caloflow_server import LoadedModel, load_runtime
 from caloflow_server._proto.caloflow.v1 import showers_pb2 as pb
@@ -257,6 +258,30 @@ def test_model_listing_names_each_datasets_default_as_grpc_does(
         server.stop()
     assert {m.dataset: m.name for m in models if m.dataset_default} == expected
     assert {m.name: list(m.shower_shape) for m in models}["tiny_ild"] == list(ILD_SHAPE)
+
+
+def test_both_python_clients_list_each_datasets_default(served: Served, grpc_server: ServerThread) -> None:
+    with LiveServer(served) as live, HttpClient(live.url) as client:
+        over_http = client.models()
+    with GrpcClient(grpc_server.address) as client:
+        over_grpc = client.models()
+    defaults = {"ds1-photon": "tiny_photon", "ds1-pion": "tiny_pion", "ds2-electron": "tiny_ds2"}
+    defaults["ild-photon"] = "tiny_ild"
+    for models in (over_http, over_grpc):
+        assert {m.dataset: m.name for m in models if m.dataset_default} == defaults
+        by_name = {m.name: m for m in models}
+        assert by_name["tiny_ds2_b"].dataset_default is False and by_name["tiny_photon"].particle_default
+        assert by_name["tiny_ild"].shower_shape == ILD_SHAPE and by_name["tiny_ild"].file_layout == "ild"
+
+
+def test_http_client_listing_is_optional_on_other_oip_servers() -> None:
+    from caloflow_client._http_wire import listing_of
+
+    assert listing_of(404, b'{"error": "Not Found"}') is None and listing_of(405, b"") is None
+    assert listing_of(200, b'{"models": "not a list"}') is None
+    assert listing_of(200, b'{"models": [], "dataset_defaults": {}}') == {"models": [], "dataset_defaults": {}}
+    with pytest.raises(ServerError, match="overloaded"):
+        listing_of(503, b'{"code": "UNAVAILABLE", "error": "overloaded"}')
 
 
 def test_oip_states_the_shape_in_metadata_config_and_outputs(served: Served) -> None:

@@ -21,6 +21,8 @@ from caloflow_server.metrics import CONTENT_TYPE, ServerMetrics, nvml_gpu_stats
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+SHOWER_LABELS = {"dataset": "ds1-photon", "particle": "photon", "precision": "fp32-strict"}
+"""``calo_showers_generated_total``'s labels besides model and version, for the photon test model."""
 
 
 def parse(text: str) -> tuple[dict[str, str], dict[tuple[str, frozenset[tuple[str, str]]], float]]:
@@ -98,7 +100,7 @@ def test_observer_hooks_feed_triton_and_native_families(photon: LoadedModel) -> 
     assert value(samples, "calo_batch_size_showers_sum", **model) == 64
     assert value(samples, "calo_queue_duration_seconds_count", **model) == 2
     assert value(samples, "calo_compute_duration_seconds_sum", **model) == pytest.approx(0.014)
-    assert value(samples, "calo_showers_generated_total", particle="photon", precision="fp32-strict", **model) == 64
+    assert value(samples, "calo_showers_generated_total", **SHOWER_LABELS, **model) == 64
     assert value(samples, "calo_pending_showers", **model) == 100
     assert value(samples, "calo_request_failures_total", protocol="grpc", reason="rejected", **model) == 1
     assert value(samples, "calo_request_failures_total", protocol="http", reason="invalid", model="", version="") == 1
@@ -123,7 +125,7 @@ def test_a_loaded_model_has_its_series_at_zero_before_its_first_request(photon: 
         assert value(samples, "calo_request_duration_seconds_count", protocol=protocol, **model) == 0
         assert value(samples, "calo_requests_total", protocol=protocol, status="ok") == 0
     assert value(samples, "calo_batch_size_showers_count", **model) == 0
-    assert value(samples, "calo_showers_generated_total", particle="photon", precision="fp32-strict", **model) == 0
+    assert value(samples, "calo_showers_generated_total", **SHOWER_LABELS, **model) == 0
     assert value(samples, "calo_pending_showers", **model) == 0
 
 
@@ -209,9 +211,7 @@ def test_scrape_after_requests(live: LiveServer) -> None:
     assert sum(-(-c // 64) for c in counts) <= executions <= showers  # batches of at most 64
     assert value(samples, "calo_batch_size_showers_count", **model) == executions
     assert value(samples, "calo_batch_size_showers_sum", **model) == showers
-    assert (
-        value(samples, "calo_showers_generated_total", particle="photon", precision="fp32-strict", **model) == showers
-    )
+    assert value(samples, "calo_showers_generated_total", **SHOWER_LABELS, **model) == showers
     assert value(samples, "calo_request_duration_seconds_count", protocol="http", **model) == 3
     assert 0 < value(samples, "calo_request_duration_seconds_sum", protocol="http", **model) < 60
     assert value(samples, "calo_time_to_first_chunk_seconds_count", protocol="http", **model) == 3

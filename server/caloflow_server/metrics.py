@@ -206,11 +206,10 @@ def _format(value: float) -> str:
 class _ModelObserver:
     """The ``BatcherObserver`` of one model version."""
 
-    def __init__(self, metrics: ServerMetrics, model: str, version: str, particle: str, precision: str) -> None:
+    def __init__(self, metrics: ServerMetrics, model: str, version: str, shower_labels: dict[str, str]) -> None:
         self._metrics = metrics
         self._labels = {"model": model, "version": version}
-        self._particle = particle
-        self._precision = precision
+        self._shower_labels = shower_labels
 
     def on_batch(self, stats: BatchStats) -> None:
         metrics, labels = self._metrics, self._labels
@@ -233,9 +232,7 @@ class _ModelObserver:
             metrics.triton.add("nv_inference_request_failure", 1, reason=reason, **labels)
         metrics.triton.add("nv_inference_queue_duration_us", stats.queue_seconds * _US, **labels)
         metrics.triton.add("nv_inference_compute_infer_duration_us", stats.compute_seconds * _US, **labels)
-        metrics.showers_generated.labels(particle=self._particle, precision=self._precision, **labels).inc(
-            stats.delivered
-        )
+        metrics.showers_generated.labels(**self._shower_labels, **labels).inc(stats.delivered)
 
 
 class ServerMetrics:
@@ -278,8 +275,8 @@ class ServerMetrics:
         )  # fmt: skip
         self.showers_generated = Counter(
             "calo_showers_generated",
-            "Showers delivered to clients, by the precision mode that computed them",
-            (*model, "particle", "precision"),
+            "Showers delivered to clients, by dataset, particle and the precision mode that computed them",
+            (*model, "dataset", "particle", "precision"),
             registry=self.registry,
         )
         self.pending_showers = Gauge(
@@ -310,13 +307,16 @@ class ServerMetrics:
     # ------------------------------------------------------------------------------- observers
     def observer_for(self, loaded: LoadedModel, precision: str = DEFAULT_PRECISION) -> BatcherObserver:
         """The batcher observer of one model version in one precision mode (``GenerationService``'s
-        ``observer_for``); ``calo_showers_generated_total`` carries the ``precision`` label."""
+        ``observer_for``); ``calo_showers_generated_total`` carries the ``dataset``, ``particle`` and ``precision``
+        labels."""
         version = str(loaded.version)
+        manifest = loaded.manifest
+        shower_labels = {"dataset": manifest.dataset, "particle": manifest.particle, "precision": precision}
         self.triton.touch(loaded.model, version)
-        self._touch(loaded.model, version, loaded.manifest.particle, precision)
-        return _ModelObserver(self, loaded.model, version, loaded.manifest.particle, precision)
+        self._touch(loaded.model, version, shower_labels)
+        return _ModelObserver(self, loaded.model, version, shower_labels)
 
-    def _touch(self, model: str, version: str, particle: str, precision: str) -> None:
+    def _touch(self, model: str, version: str, shower_labels: dict[str, str]) -> None:
         """Create the model version's series at zero, so that ``rate()`` counts its very first request too."""
         labels = {"model": model, "version": version}
         for histogram in (self.queue_duration, self.compute_duration, self.batch_size):
@@ -325,7 +325,7 @@ class ServerMetrics:
             self.request_duration.labels(protocol=protocol, **labels)
             self.first_chunk.labels(protocol=protocol, **labels)
             self.requests.labels(protocol=protocol, status="ok")
-        self.showers_generated.labels(particle=particle, precision=precision, **labels)
+        self.showers_generated.labels(**shower_labels, **labels)
         self.pending_showers.labels(**labels)
 
     def stream_opened(self, protocol: str) -> None:

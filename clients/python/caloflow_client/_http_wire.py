@@ -129,13 +129,43 @@ def version_info(config: dict[str, Any]) -> ModelVersionInfo:
     )
 
 
-def model_info(default: dict[str, Any], versions: list[dict[str, Any]]) -> ModelInfo:
-    """A model from its default version's config and every loaded version's config."""
+def model_info(
+    default: dict[str, Any], versions: list[dict[str, Any]], listing: dict[str, Any] | None = None
+) -> ModelInfo:
+    """A model from its default version's config and every loaded version's config, and - from a caloflow
+    server's ``GET /models`` (``listing``; None from any other KServe / Triton server) - whether a request naming
+    only its dataset or particle gets it and its file layout."""
     infos = sorted((version_info(config) for config in versions), key=lambda v: v.version)
+    entry = _listing_entry(listing, str(default["name"]))
     return ModelInfo(
         name=str(default["name"]),
         particle=_parameter(default, "particle"),
         default_version=version_info(default).version,
         versions=tuple(infos),
         dataset=_parameter(default, "dataset") or f"ds1-{_parameter(default, 'particle')}",
+        particle_default=None if entry is None else bool(entry.get("particle_default")),
+        dataset_default=None if entry is None else bool(entry.get("dataset_default")),
+        shower_shape=tuple(int(n) for n in default["output"][0]["dims"]),
+        file_layout="" if entry is None else str(entry.get("file_layout") or ""),
     )
+
+
+def listing_of(status_code: int, content: bytes) -> dict[str, Any] | None:
+    """``GET /models``'s answer: the caloflow listing, or None where the server has none (404 / 405 from a
+    Triton or KServe server, or a body that is not the listing); other failures raise the server's error."""
+    if status_code in (404, 405):
+        return None
+    if status_code != 200:
+        raise error_from_response(status_code, content)
+    try:
+        document = json.loads(content)
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) and isinstance(document.get("models"), list) else None
+
+
+def _listing_entry(listing: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
+    if listing is None:
+        return None
+    entries: list[dict[str, Any]] = listing.get("models", [])
+    return next((entry for entry in entries if entry.get("name") == name), None)

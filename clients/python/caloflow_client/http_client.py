@@ -20,6 +20,7 @@ from caloflow_client._http_wire import (
     FRAMED,
     error_from_response,
     info_from_header,
+    listing_of,
     model_info,
     request_body,
 )
@@ -93,14 +94,21 @@ class HttpClient(ClientBase):
             raise error_from_response(response.status_code, response.content)
         return response.json()
 
+    def _listing(self) -> dict[str, Any] | None:
+        """A caloflow server's ``GET /models`` (dataset defaults, file layouts); None from other OIP servers."""
+        response = self._http.get("/models")
+        return listing_of(response.status_code, response.content)
+
     def models(self) -> list[ModelInfo]:
         try:
             response = self._http.post("/v2/repository/index", json={"ready": True})
             if response.status_code != 200:
                 raise error_from_response(response.status_code, response.content)
+            ready = sorted(_ready_models(response.json()).items())
+            listing = self._listing()
             return [
-                model_info(self._get(_config_path(name)), [self._get(_config_path(name, v)) for v in versions])
-                for name, versions in sorted(_ready_models(response.json()).items())
+                model_info(self._get(_config_path(name)), [self._get(_config_path(name, v)) for v in versions], listing)
+                for name, versions in ready
             ]
         except httpx.TransportError as exc:
             raise _transport_error(self.server, exc) from exc
@@ -145,15 +153,21 @@ class AsyncHttpClient(AsyncClientBase):
             raise error_from_response(response.status_code, response.content)
         return response.json()
 
+    async def _listing(self) -> dict[str, Any] | None:
+        response = await self._http.get("/models")
+        return listing_of(response.status_code, response.content)
+
     async def models(self) -> list[ModelInfo]:
         try:
             response = await self._http.post("/v2/repository/index", json={"ready": True})
             if response.status_code != 200:
                 raise error_from_response(response.status_code, response.content)
+            ready = sorted(_ready_models(response.json()).items())
+            listing = await self._listing()
             infos = []
-            for name, versions in sorted(_ready_models(response.json()).items()):
+            for name, versions in ready:
                 configs = [await self._get(_config_path(name, v)) for v in versions]
-                infos.append(model_info(await self._get(_config_path(name)), configs))
+                infos.append(model_info(await self._get(_config_path(name)), configs, listing))
             return infos
         except httpx.TransportError as exc:
             raise _transport_error(self.server, exc) from exc
