@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     latency_lane_showers: int = Field(
         8, ge=0, description="requests of at most this many showers run in their own lane and thread; 0: no lane"
     )
+    lane_priority: bool = Field(
+        True,
+        description="while the latency lane has work, streams run at most max_concurrent_batches - 1 calls (min 1)",
+    )
 
     # ------------------------------------------------------------------------------------ lifecycle
     drain_grace_s: float = Field(
@@ -149,6 +153,7 @@ class Settings(BaseSettings):
             "deterministic": self.deterministic,
             "compute_showers": self.compute_showers,
             "latency_lane_showers": self.latency_lane_showers,
+            "lane_priority": self.lane_priority,
         }
 
     @property
