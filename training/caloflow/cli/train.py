@@ -35,7 +35,12 @@ def register(subparsers: Any) -> None:
 def _add_options(parser: argparse.ArgumentParser) -> None:
     add_dataset_option(parser)
     parser.add_argument("--data", help="training file, CaloChallenge HDF5 (e.g. dataset_1_photons_1.hdf5)")
-    parser.add_argument("--preset", default="small", choices=("paper", "small", "tiny"))
+    parser.add_argument(
+        "--preset",
+        default="small",
+        choices=("paper", "small", "tiny", "full", "tiny-full"),
+        help="full, tiny-full: L2LFlows on the whole 30 x 30 grid (ild-photon only)",
+    )
     parser.add_argument("--out", help="run directory (created; reused with --resume)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when present)")

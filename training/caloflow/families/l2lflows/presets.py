@@ -27,7 +27,11 @@ from caloflow.training.presets import Flow1Config, Preset, PresetName, Schedule,
 
 __all__ = ["L2L_PRESET_NAMES", "L2LPreset", "get_l2l_preset"]
 
-L2L_PRESET_NAMES: tuple[PresetName, ...] = ("paper", "small", "tiny")
+L2L_PRESET_NAMES: tuple[PresetName, ...] = ("paper", "small", "tiny", "full", "tiny-full")
+
+
+FULL_HIDDEN = 32
+"""The ``full`` preset's MADE width (see the module docstring: what keeps the served chain under 25 MB)."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,8 @@ class L2LPreset(Preset):
     """Side of the lateral crop (10: the faithful 10 x 10; the grid's side: the whole layer)."""
     window: int = 5
     """Previous layers in a layer flow's context (the slides: 5)."""
+    context_pool: int = 1
+    """Previous images enter a context summed over ``context_pool`` x ``context_pool`` blocks (1: as they are)."""
     generated_context_fraction: float = 0.5
     """Share of each student batch whose z-path contexts are the student chain's own previous layers."""
 
@@ -83,6 +89,28 @@ def _tiny(particle: str, cells: int) -> L2LPreset:
     return L2LPreset("tiny", particle, flow1, teacher, student, bins=4, crop_cells=4, window=5)
 
 
+def _full(particle: str, hidden: int) -> L2LPreset:
+    flow1 = Flow1Config(hidden=64, n_hidden_blocks=1, n_blocks=4, schedule=Schedule(batch_size=500, epochs=20))
+    teacher = TeacherConfig(
+        hidden=hidden, n_blocks=2, dropout=0.0, schedule=Schedule(batch_size=256, epochs=6, pct_start=0.3)
+    )
+    student = StudentConfig(
+        hidden=hidden,
+        dropout=0.0,
+        kl_eval_size=500,
+        schedule=Schedule(batch_size=256, epochs=4, max_train_batches=100, pct_start=0.3),
+    )
+    return L2LPreset("full", particle, flow1, teacher, student, bins=2, crop_cells=30, window=5, context_pool=3)
+
+
+def _tiny_full(particle: str) -> L2LPreset:
+    quick = Schedule(batch_size=32, epochs=1, max_train_batches=2, pct_start=0.3)
+    flow1 = Flow1Config(hidden=32, n_hidden_blocks=1, n_blocks=2, schedule=quick)
+    teacher = TeacherConfig(hidden=8, n_blocks=1, dropout=0.0, schedule=quick)
+    student = StudentConfig(hidden=8, dropout=0.0, kl_eval_size=32, nll_eval_size=8, schedule=quick)
+    return L2LPreset("tiny-full", particle, flow1, teacher, student, bins=2, crop_cells=30, window=5, context_pool=3)
+
+
 def get_l2l_preset(name: str, ds: Dataset) -> L2LPreset:
     """The preset ``name`` for ``ds``; sizes tied to the crop take its cells per layer (``crop_cells`` squared)."""
     if name == "paper":
@@ -91,4 +119,8 @@ def get_l2l_preset(name: str, ds: Dataset) -> L2LPreset:
         return _small(ds.particle, 10 * 10)
     if name == "tiny":
         return _tiny(ds.particle, 4 * 4)
+    if name == "full":
+        return _full(ds.particle, FULL_HIDDEN)
+    if name == "tiny-full":
+        return _tiny_full(ds.particle)
     raise ValueError(f"unknown L2LFlows preset {name!r}; expected one of {list(L2L_PRESET_NAMES)}")
