@@ -1,4 +1,5 @@
-"""L2LFlows sizes: ``paper`` (documented, partly UNVERIFIED), ``small`` (the demo model) and ``tiny`` (tests).
+"""L2LFlows sizes: ``paper`` (documented, partly UNVERIFIED), ``small`` (the demo model), ``tiny`` (tests) and the
+full-grid ``full`` / ``tiny-full`` (beyond the paper).
 
 The original's MADE/RQS sizes are not public (method note 3.2, 8.1: UNVERIFIED). ``paper`` therefore takes:
 
@@ -16,6 +17,26 @@ The original's MADE/RQS sizes are not public (method note 3.2, 8.1: UNVERIFIED).
 ``small`` is sized for 2 CPU cores and the 25 MB budget of a served model: 2 blocks of 4-bin splines, the
 narrowest exact MADE (H = D - 1). ``tiny`` covers a 4 x 4 crop so that tests run the whole chain in seconds;
 it is not expected to be good.
+
+``full`` (issue 15 item 3, beyond the paper) covers the whole 30 x 30 grid: every layer flow is over all 900
+cells. Two choices keep it servable:
+
+* the context: each previous image enters summed over 3 x 3 cell blocks (``context_pool`` 3: a 10 x 10 image of
+  the blocks' energy shares, :class:`~caloflow.families.l2lflows.context.ContextPooling`), a fixed per-image map,
+  so the context is 2 + 100 x min(i, 5) wide as in the crop model (uncompressed it would be 2 + 4 500), no
+  parameter is added and a layer still never sees a later one (gradient tests in ``tests/test_l2lflows_full.py``);
+* the MADE: an exact MADE over 900 cells (H = 899) with 4-bin splines is ~8.9 M weights per block, ~1 GB of
+  float16 students for 30 layers x 2 blocks. ``full`` takes H = 32 (``FULL_HIDDEN``) and 2-bin splines: the
+  served students are 11.6 M parameters (~23.5 MB float16; 4-bin splines measured 45.5 MB, over the 25 MB
+  budget). With H < D - 1 the MADE covers degrees 1 .. 32 only: in each block, the cells after the first 32 of
+  that block's order depend on those 32 cells and on the context, not on each other. The layer order is raster
+  (x outer, z inner) and the second block sees it reversed, so the coupled cells are the grid's edge rows, which
+  are nearly always empty: per layer, ``full`` is close to a factorised model given the pooled previous layers,
+  E_i and E_inc. A centre-out cell order would couple the core instead (not done).
+
+Measured costs and the halo the crop loses are in the README's L2LFlows section (``caloflow.families.l2lflows.
+cost`` and ``caloflow.families.l2lflows.halo``). ``tiny-full`` is ``full``'s shape at test size (H = 8, one
+block, 2 bins).
 """
 
 from __future__ import annotations
