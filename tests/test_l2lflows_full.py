@@ -62,6 +62,8 @@ def test_full_preset_covers_the_grid_with_a_compressed_context() -> None:
     text = describe_l2l_preset(preset, ILD)
     assert f"{counts['students']:,d}" in text and "30 x 30" in text and "context pooled 3 x 3" in text
     assert "degrees 1 .. 32 of 899" in text
+    declared = LateralCrop(N_LAYERS, 30, 30, 0, 0, 30).geometry_dict(ILD.geometry)  # type: ignore[arg-type]
+    assert "crop" not in declared and declared["shape"] == [N_LAYERS, 30, 30] and declared["n_voxels"] == ILD.n_voxels
 
 
 # ------------------------------------------------------------------------------------------ no future layers
