@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from caloflow.cli import main
 from caloflow.data.datasets import dataset
 from caloflow.data.standin import write_standin_file
 from caloflow.families.l2lflows import L2LPreprocessing, L2LSampler, get_l2l_preset, make_flow1
@@ -122,3 +123,12 @@ def test_halo_report_measures_what_the_crop_leaves_out(ild_file: Path) -> None:
     assert shifts["width_x"] > 1.0 and shifts["cog_y"] < shifts["width_x"]
     whole = halo_report(ild_file, ILD, crop=LateralCrop(N_LAYERS, 30, 30, 0, 0, 30))
     assert (whole.energy_outside == 0).all() and all(row["shift_over_std"] == 0 for row in whole.observable_shifts())
+
+
+def test_the_cli_dry_run_prints_the_full_preset_and_other_families_refuse_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["train", "all", "--dataset", "ild-photon", "--preset", "full", "--dry-run"]) == 0
+    assert "the whole 30 x 30 grid (900 cells)" in capsys.readouterr().out
+    assert main(["train", "all", "--particle", "photon", "--preset", "full", "--dry-run"]) == 2
+    assert "--preset full: a whole-grid L2LFlows preset" in capsys.readouterr().err
