@@ -27,8 +27,8 @@ cells. Two choices keep it servable:
   parameter is added and a layer still never sees a later one (gradient tests in ``tests/test_l2lflows_full.py``);
 * the MADE: an exact MADE over 900 cells (H = 899) with 4-bin splines is ~8.9 M weights per block, ~1 GB of
   float16 students for 30 layers x 2 blocks. ``full`` takes H = 32 (``FULL_HIDDEN``) and 2-bin splines: the
-  served students are 11.6 M parameters (the exported graph of random weights measured 23.3 MB; 4-bin splines 45.5 MB, over the 25 MB
-  budget). With H < D - 1 the MADE covers degrees 1 .. 32 only: in each block, the cells after the first 32 of
+  served students are 11.6 M parameters (the exported graph of random weights measured 23.3 MB; with 4-bin
+  splines 45.5 MB, over the 25 MB budget). With H < D - 1 the MADE covers degrees 1 .. 32 only: in each block, the cells after the first 32 of
   that block's order depend on those 32 cells and on the context, not on each other. The layer order is raster
   (x outer, z inner) and the second block sees it reversed, so the coupled cells are the grid's edge rows, which
   are nearly always empty: per layer, ``full`` is close to a factorised model given the pooled previous layers,
