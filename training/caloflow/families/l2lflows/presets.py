@@ -25,14 +25,15 @@ cells. Two choices keep it servable:
   the blocks' energy shares, :class:`~caloflow.families.l2lflows.context.ContextPooling`), a fixed per-image map,
   so the context is 2 + 100 x min(i, 5) wide as in the crop model (uncompressed it would be 2 + 4 500), no
   parameter is added and a layer still never sees a later one (gradient tests in ``tests/test_l2lflows_full.py``);
-* the MADE: an exact MADE over 900 cells (H = 899) with 4-bin splines is ~8.9 M weights per block, ~1 GB of
-  float16 students for 30 layers x 2 blocks. ``full`` takes H = 32 (``FULL_HIDDEN``) and 2-bin splines: the
-  served students are 11.6 M parameters (the exported graph of random weights measured 23.3 MB; with 4-bin
-  splines 45.5 MB, over the 25 MB budget). With H < D - 1 the MADE covers degrees 1 .. 32 only: in each block, the cells after the first 32 of
-  that block's order depend on those 32 cells and on the context, not on each other. The layer order is raster
-  (x outer, z inner) and the second block sees it reversed, so the coupled cells are the grid's edge rows, which
-  are nearly always empty: per layer, ``full`` is close to a factorised model given the pooled previous layers,
-  E_i and E_inc. A centre-out cell order would couple the core instead (not done).
+* the MADE: an exact MADE over 900 cells (H = 899) with 4-bin splines is ~8.9 M weights per block: 0.5-1 GB
+  of float16 students for 30 layers x 2 blocks. ``full`` takes H = 32 (``FULL_HIDDEN``) and 2-bin splines:
+  the served students are 11.6 M parameters (the exported graph of random weights measured 23.3 MB; with 4-bin
+  splines 45.5 MB, over the 25 MB budget). With H < D - 1 the MADE covers degrees 1 .. 32 only: in each block,
+  the cells after the first 32 of that block's order depend on those 32 cells and on the context, not on each
+  other. The layer order is raster (x outer, z inner) and the second block sees it reversed, so the coupled
+  cells are the grid's edge rows, which are nearly always empty: per layer, ``full`` is close to a factorised
+  model given the pooled previous layers, E_i and E_inc. A centre-out cell order would couple the core instead
+  (not done).
 
 Measured costs and the halo the crop loses are in the README's L2LFlows section (``caloflow.families.l2lflows.
 cost`` and ``caloflow.families.l2lflows.halo``). ``tiny-full`` is ``full``'s shape at test size (H = 8, one
