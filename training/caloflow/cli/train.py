@@ -32,10 +32,19 @@ def register(subparsers: Any) -> None:
         stage_parser.set_defaults(handler=_handle, stages=STAGE_CHOICES.get(name, ("flow1", "teacher", "student")))
 
 
+GRID_ONLY_PRESETS = ("full", "tiny-full")
+"""L2LFlows' whole-grid presets; the other families refuse them by name."""
+
+
 def _add_options(parser: argparse.ArgumentParser) -> None:
     add_dataset_option(parser)
     parser.add_argument("--data", help="training file, CaloChallenge HDF5 (e.g. dataset_1_photons_1.hdf5)")
-    parser.add_argument("--preset", default="small", choices=("paper", "small", "tiny"))
+    parser.add_argument(
+        "--preset",
+        default="small",
+        choices=("paper", "small", "tiny", *GRID_ONLY_PRESETS),
+        help="full, tiny-full: L2LFlows on the whole 30 x 30 grid (ild-photon only)",
+    )
     parser.add_argument("--out", help="run directory (created; reused with --resume)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when present)")
@@ -63,6 +72,11 @@ def _handle(args: argparse.Namespace) -> int:
     from caloflow.families.icaloflow import runner as icaloflow
     from caloflow.families.l2lflows import runner as l2lflows
 
+    if args.preset in GRID_ONLY_PRESETS and ds.name not in l2lflows.DATASETS:
+        raise CLIError(
+            f"--preset {args.preset}: a whole-grid L2LFlows preset ({', '.join(l2lflows.DATASETS)} only); "
+            f"--dataset {ds.name} takes paper, small or tiny"
+        )
     if ds.name in icaloflow.DATASETS:
         return icaloflow.handle_train(args, ds)
     if ds.name in l2lflows.DATASETS:

@@ -48,7 +48,13 @@ def make_teacher(preset: Preset, prep: Preprocessing, seed: int, device: torch.d
 
 
 def make_teacher_for(
-    preset: Preset, sizes: tuple[int, ...], context: int, seed: int, device: torch.device | str = "cpu"
+    preset: Preset,
+    sizes: tuple[int, ...],
+    context: int,
+    seed: int,
+    device: torch.device | str = "cpu",
+    *,
+    allow_incomplete_degrees: bool = False,
 ) -> Flow:
     """A MAF teacher over ``sum(sizes)`` features with ``context`` conditions (any family's preset)."""
     cfg = preset.teacher
@@ -62,10 +68,18 @@ def make_teacher_for(
         spline=spline_config(preset),
         seed=seed + TEACHER_SEED_OFFSET,
         device=device,
+        allow_incomplete_degrees=allow_incomplete_degrees,
     )
 
 
-def make_student(preset: Preset, teacher: Flow, seed: int, device: torch.device | str = "cpu") -> Flow:
+def make_student(
+    preset: Preset,
+    teacher: Flow,
+    seed: int,
+    device: torch.device | str = "cpu",
+    *,
+    allow_incomplete_degrees: bool = False,
+) -> Flow:
     cfg = preset.student
     return build_student(
         teacher,
@@ -74,6 +88,7 @@ def make_student(preset: Preset, teacher: Flow, seed: int, device: torch.device 
         dropout=cfg.dropout,
         seed=seed + STUDENT_SEED_OFFSET,
         device=device,
+        allow_incomplete_degrees=allow_incomplete_degrees,
     )
 
 

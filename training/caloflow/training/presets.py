@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Literal, TypeVar
 
 ScheduleKind = Literal["onecycle", "cyclic", "constant"]
-PresetName = Literal["paper", "small", "tiny"]
+PresetName = Literal["paper", "small", "tiny", "full", "tiny-full"]
+"""Every family's preset names; ``full`` and ``tiny-full`` are L2LFlows' full-grid presets."""
 PRESET_NAMES: tuple[PresetName, ...] = ("paper", "small", "tiny")
 
 

@@ -92,7 +92,9 @@ def l2l_bench_model(text: str) -> tuple[str, Dataset, L2LSampler, L2LSampler] | 
 def _untrained(preset_name: str, ds: Dataset, seed: int = 0) -> tuple[L2LSampler, L2LSampler]:
     preset = get_l2l_preset(preset_name, ds)
     cells = preset.crop_cells**2
-    prep = L2LPreprocessing(ds.n_layers, cells, ds.threshold_mev, ratio_scale=UNTRAINED_RATIO_SCALE)
+    prep = L2LPreprocessing(
+        ds.n_layers, cells, ds.threshold_mev, ratio_scale=UNTRAINED_RATIO_SCALE, context_pool=preset.context_pool
+    )
     flow1 = make_flow1(preset, ds.n_layers, seed)
     teachers = make_layer_teachers(preset, ds.n_layers, cells, seed)
     students = make_layer_students(preset, teachers, seed)

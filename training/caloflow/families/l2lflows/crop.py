@@ -77,8 +77,11 @@ class LateralCrop:
         }
 
     def geometry_dict(self, geometry: GridGeometry) -> dict[str, object]:
-        """The full grid's description with the crop's shape, voxel count and position (``crop``)."""
+        """The full grid's description with the crop's shape, voxel count and position (``crop``); a crop that
+        is the whole grid (the ``full`` presets) is the grid's description as it is, with no ``crop``."""
         data = dict(geometry.to_dict())
+        if self.is_full:
+            return data
         data.update(n_voxels=self.n_voxels, shape=list(self.shower_shape), crop=self.to_dict())
         return data
 

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from caloflow.families.l2lflows import transforms as tf
-from caloflow.families.l2lflows.context import layer_context
+from caloflow.families.l2lflows.context import ContextPooling, context_pooling, layer_context
 from caloflow.training.data import ShowerTensors
 
 __all__ = ["BatchInputs", "batch_inputs"]
@@ -27,6 +27,8 @@ class BatchInputs:
     energies_mev: Tensor
     """(B, L) the noisy layer energies."""
     incident_mev: Tensor
+    pooling: ContextPooling | None = None
+    """The run's compression of the previous images in a context (None: as they are)."""
 
     def context(self, layer: int, window: int, previous: Tensor | None = None) -> Tensor:
         """Flow ``layer``'s condition from ``previous`` (B, L, C) images (default: the true ones)."""
@@ -37,6 +39,7 @@ class BatchInputs:
             window,
             self.energy_condition[:, layer : layer + 1],
             self.incident_condition,
+            self.pooling,
         )
 
 
@@ -50,4 +53,5 @@ def batch_inputs(batch: ShowerTensors, prep: tf.L2LPreprocessing, generator: tor
         energy_condition=tf.energy_condition(energies),
         energies_mev=energies,
         incident_mev=batch.incident,
+        pooling=context_pooling(prep),
     )

@@ -22,6 +22,7 @@ from caloflow.families.l2lflows.models import (
     make_flow1,
     make_layer_students,
     make_layer_teachers,
+    truncated_degrees,
 )
 from caloflow.families.l2lflows.presets import L2LPreset, get_l2l_preset
 from caloflow.families.l2lflows.sampler import L2LSampler
@@ -50,7 +51,7 @@ def l2l_parameter_counts(preset: L2LPreset, ds: Dataset) -> dict[str, int]:
     """
     geometry = grid_geometry(ds)
     cells = min(preset.crop_cells, geometry.n_x) * min(preset.crop_cells, geometry.n_z)
-    widths = context_widths(geometry.n_layers, cells, preset.window)
+    widths = context_widths(geometry.n_layers, cells, preset.window, preset.context_pool)
     per_width: dict[int, tuple[int, int]] = {}
     for width in sorted(set(widths)):
         layer = widths.index(width)
@@ -72,13 +73,17 @@ def describe_l2l_preset(preset: L2LPreset, ds: Dataset) -> str:
     geometry = grid_geometry(ds)
     counts = l2l_parameter_counts(preset, ds)
     cells = min(preset.crop_cells, geometry.n_x) * min(preset.crop_cells, geometry.n_z)
-    widths = context_widths(geometry.n_layers, cells, preset.window)
+    widths = context_widths(geometry.n_layers, cells, preset.window, preset.context_pool)
     f, t, s = preset.flow1, preset.teacher, preset.student
+    full = cells == geometry.n_x * geometry.n_z
+    region = "the whole" if full else "a"
+    pooled = f", context pooled {preset.context_pool} x {preset.context_pool}" if preset.context_pool > 1 else ""
     return "\n".join(
         [
-            f"L2LFlows preset {preset.name}, {ds.name}: {geometry.n_layers} layers of a {preset.crop_cells} x "
-            f"{preset.crop_cells} crop ({cells} cells), context window {preset.window} (widths {widths[0]} .. "
-            f"{widths[-1]}), spline bins {preset.bins}, tail bound {preset.tail_bound}",
+            f"L2LFlows preset {preset.name}, {ds.name}: {geometry.n_layers} layers of {region} {preset.crop_cells} x "
+            f"{preset.crop_cells} {'grid' if full else 'crop'} ({cells} cells), context window {preset.window}"
+            f"{pooled} (widths {widths[0]} .. {widths[-1]}), spline bins {preset.bins}, tail bound {preset.tail_bound}",
+            *_degrees_line(preset, cells),
             f"  flow-I    {counts['flow1']:>12,d} parameters  ({f.n_blocks} MAF blocks, hidden {f.hidden} x "
             f"{f.n_hidden_blocks + 1}; batch {f.schedule.batch_size}, {f.schedule.epochs} epochs)",
             f"  teachers  {counts['teachers']:>12,d} parameters  ({geometry.n_layers} x {t.n_blocks} MAF blocks, "
@@ -89,6 +94,16 @@ def describe_l2l_preset(preset: L2LPreset, ds: Dataset) -> str:
             f"  generation (flow-I + students) {counts['generation']:,d}; training (all) {counts['training']:,d}",
         ]
     )
+
+
+def _degrees_line(preset: L2LPreset, cells: int) -> list[str]:
+    if not truncated_degrees(preset, cells):
+        return []
+    hidden = min(preset.teacher.hidden, preset.student.hidden)
+    return [
+        f"  layer MADEs narrower than exact: degrees 1 .. {hidden} of {cells - 1} (cells after the first {hidden} "
+        f"of a block's order see only those {hidden} and the context)"
+    ]
 
 
 def handle_train(args: argparse.Namespace, ds: Dataset) -> int:
@@ -131,7 +146,7 @@ def run_l2l(
     prep = (
         tf.L2LPreprocessing.from_dict(existing["preprocessing"])
         if existing
-        else make_preprocessing(data, ds.threshold_mev)
+        else make_preprocessing(data, ds.threshold_mev, preset.context_pool)
     )
     run = L2LRun(Path(out), ds, preset, prep, data, seed, torch_device, progress=progress, resume=resume)
     return train_all(run, stages)

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from caloflow.families.l2lflows import transforms as tf
-from caloflow.families.l2lflows.context import layer_context
+from caloflow.families.l2lflows.context import context_pooling, layer_context
 from caloflow.families.l2lflows.models import LayerFlows
 from caloflow.families.l2lflows.renormalize import renormalize
 from caloflow.flows import Flow
@@ -46,6 +46,7 @@ class L2LSampler(nn.Module):
         self.ratio_scale = prep.ratio_scale
         self.threshold_mev = prep.threshold_mev
         self.prep = prep
+        self.pooling = context_pooling(prep)
 
     @property
     def noise_dim(self) -> int:
@@ -70,7 +71,9 @@ class L2LSampler(nn.Module):
         generated: list[Tensor] = []
         previous = generated if given is None else list(given.unbind(dim=1))
         for i in range(self.n_layers):
-            c = layer_context(previous, i, self.window, energy_condition[:, i : i + 1], incident_condition)
+            c = layer_context(
+                previous, i, self.window, energy_condition[:, i : i + 1], incident_condition, self.pooling
+            )
             generated.append(self.layers.flow(i).sample(noise[:, i], c))
         return torch.stack(generated, dim=1)
 

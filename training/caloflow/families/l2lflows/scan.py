@@ -8,7 +8,8 @@ parameters and buffers are stacked along a leading layer axis and :func:`torch._
 width (layers ``0 .. window - 1`` see fewer previous images), so each context layer's weight is padded with
 zero columns to the full width: the missing previous images enter as zeros times zero weights, the same
 pre-activation as the narrow layer up to float rounding. The carry is the window of the most recent images,
-most recent first, exactly the order of :func:`caloflow.families.l2lflows.context.layer_context`.
+most recent first, exactly the order of :func:`caloflow.families.l2lflows.context.layer_context`; with a
+context compression (the full-grid presets) the carry holds the compressed images.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from torch.func import functional_call
 
 from caloflow.export.onnx_float16 import DEFAULT_MIN_ELEMENTS, is_float16_exact
 from caloflow.export.scanned import ScannedSampling
+from caloflow.families.l2lflows.context import ContextPooling
 from caloflow.families.l2lflows.models import LayerFlows
 from caloflow.families.l2lflows.sampler import L2LSampler
 from caloflow.flows import Flow, MaskedLinear
@@ -115,12 +117,22 @@ class ScannedChain(nn.Module):
     """``forward(noise (B, L, C), energy_condition (B, L), incident_condition (B, 1)) -> images (B, L, C)``:
     flow i samples its image from ``noise[:, i]`` given the previous ``window`` images, E_i and E_inc."""
 
-    def __init__(self, layers: LayerFlows, window: int, cells_per_layer: int, *, half: bool = False) -> None:
+    def __init__(
+        self,
+        layers: LayerFlows,
+        window: int,
+        cells_per_layer: int,
+        *,
+        half: bool = False,
+        pooling: ContextPooling | None = None,
+    ) -> None:
         super().__init__()
         self.template = _Sampling(copy.deepcopy(layers.flow(len(layers) - 1)).eval().requires_grad_(False))
         self.window = window
-        self.cells_per_layer = cells_per_layer
-        self.width = CONDITIONS + window * cells_per_layer
+        self.pooling = pooling
+        self.cells_per_layer = cells_per_layer if pooling is None else pooling.cells
+        """Cells of one carried (compressed) previous image."""
+        self.width = CONDITIONS + window * self.cells_per_layer
         stacked = _stacked_state(layers, self.width)
         self.names = list(stacked)
         masks = _masks(self.template.flow)
@@ -147,7 +159,8 @@ class ScannedChain(nn.Module):
         context = torch.cat([recent, x["energy"], x["incident"]], dim=1)
         inputs = (x["noise"], context)
         image: Tensor = functional_call(self.template, x["state"], inputs, strict=False, tie_weights=False)
-        shifted = torch.cat([image, recent[:, : -self.cells_per_layer]], dim=1) if self.window > 1 else image
+        carried = image if self.pooling is None else self.pooling(image)
+        shifted = torch.cat([carried, recent[:, : -self.cells_per_layer]], dim=1) if self.window > 1 else carried
         return shifted, image.clone()
 
 
@@ -156,6 +169,8 @@ def scanned_sampler(sampler: L2LSampler, *, half: bool = False) -> L2LSampler:
     layer chain with :class:`ScannedChain` (``half``: the float16-exact stacked weights stored in float16)."""
     scanned = copy.deepcopy(sampler)
     scanned.flow1 = ScannedSampling(cast(Flow, sampler.flow1))
-    scanned.chain = ScannedChain(sampler.layers, sampler.window, sampler.cells_per_layer, half=half)
+    scanned.chain = ScannedChain(
+        sampler.layers, sampler.window, sampler.cells_per_layer, half=half, pooling=sampler.pooling
+    )
     scanned.layers = LayerFlows()  # the loop's flows are not in the export (the chain holds their weights)
     return scanned.eval().requires_grad_(False)

@@ -109,13 +109,14 @@ class L2LRun:
         )
 
 
-def make_preprocessing(data: L2LData, threshold_mev: float) -> tf.L2LPreprocessing:
+def make_preprocessing(data: L2LData, threshold_mev: float, context_pool: int = 1) -> tf.L2LPreprocessing:
     energies = data.train.showers.sum(dim=-1)
     return tf.L2LPreprocessing(
         n_layers=data.crop.n_layers,
         cells_per_layer=data.crop.cells_per_layer,
         threshold_mev=threshold_mev,
         ratio_scale=tf.fit_ratio_scale(energies, data.train.incident),
+        context_pool=context_pool,
     )
 
 

@@ -45,6 +45,9 @@ class L2LPreprocessing:
     ratio_scale: float
     alpha: float = 1e-6
     noise_mev: float = 1e-3
+    context_pool: int = 1
+    """Previous images enter the layer flows' contexts summed over ``context_pool`` x ``context_pool`` cell
+    blocks (:class:`~caloflow.families.l2lflows.context.ContextPooling`; 1: as they are)."""
 
     @property
     def n_voxels(self) -> int:
