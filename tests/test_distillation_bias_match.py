@@ -7,14 +7,14 @@ training, instead of leaving them at the fresh student's values.
 
 import torch
 
-from caloflow.flows import SplineConfig, build_student, build_teacher
+from caloflow.flows import Flow, SplineConfig, build_student, build_teacher
 from caloflow.training import distillation as dist
 
 LAYERS = (4, 6, 3)
 CONTEXT = 2
 
 
-def _pair() -> tuple[torch.nn.Module, torch.nn.Module]:
+def _pair() -> tuple[Flow, Flow]:
     spline = SplineConfig(num_bins=4, tail_bound=8.0)
     teacher = build_teacher(LAYERS, context=CONTEXT, hidden=12, n_blocks=3, dropout=0.0, spline=spline, seed=1)
     generator = torch.Generator().manual_seed(2)
