@@ -96,7 +96,7 @@ weights plus a bias each (layer 1 voxels: 8-167). Measured:
   ``small``, while the teacher's layer-0 splines sit ~2 logits from a fresh student's (block 0 position 7
   width logits -2.05 1.94 1.77 1.92). Small parameter errors are large coordinate errors there: the
   teacher's layer-0 splines are steep (the empty-voxel spike), and the x-path error grows block by block
-  (layer-0 RMS 1.1 after student block 2, 2.7 after block 1, 3.0-8.8 after block 0).
+  (layer-0 RMS per voxel 0.2-2.0 after student block 2, 1.3-3.5 after block 1, 3.0-8.8 after block 0).
 * The teacher has the same limitation: its layer-0 parameters hardly depend on the shower (variance over
   500 validation showers 0.00-1.35 per position in block 0, of which 0.0003-0.007 separates noise-only
   from non-empty layers 0), its layer-0 latent is not standard normal (RMS 1.47 against 1.0) and its own
