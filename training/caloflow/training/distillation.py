@@ -113,8 +113,8 @@ teacher block's. Same seed and steps, without -> with: layer-0 RMS logit error a
 1 053 -> 329 nats at step 60 (3 069 -> 511 after one step); 28 vs 34 CPU s for the 60 steps including
 evaluations. Layer 0 still stops improving after the first step (block 0 position 7 parameter error 0.35
 at step 60): the shower-dependent part of its parameters is still learnt at the slow rate. Tried and not
-adopted: an unmasked context-to-output term in the student's MADEs (``MADE(context_to_output=True)``, opt-in,
-off in every preset) makes layer 0 worse (RMS 10.2 / 9.4 at steps 20 / 40, KL proxy 1 277 / 1 049); it is
+adopted (the code was dropped again): an unmasked, zero-initialised context-to-output term in the student's
+MADEs makes layer 0 worse (RMS 10.2 / 9.4 at steps 20 / 40, KL proxy 1 277 / 1 049); it is
 not measured on a teacher trained with it. Not measured: full-length (720-step) curves with the classifier
 AUC, and retrained demo models.
 
