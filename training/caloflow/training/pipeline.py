@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 EVAL_BATCH = 2000
 EVAL_SEED = 12345
+BIAS_MATCH_SHOWERS = 2000
+"""Training showers over which a fresh student's output bias is matched to the teacher's."""
 STAGE_SEED_OFFSETS = {"flow1": 1, "teacher": 2, "student": 3}
 STAGES: tuple[str, ...] = ("flow1", "teacher", "student")
 
@@ -183,6 +185,11 @@ def train_student(ctx: RunContext, flow1: Flow, teacher: Flow) -> tuple[Flow, St
     flow1.eval().requires_grad_(False)
     teacher.eval().requires_grad_(False)
     student = make_student(ctx.preset, teacher, ctx.seed, ctx.device)
+    if cfg.match_teacher_bias:  # a resumed run's checkpoint overwrites this
+        bias_generator = torch.Generator(device=ctx.device).manual_seed(EVAL_SEED)
+        index = torch.randperm(len(train), generator=bias_generator, device=ctx.device)[:BIAS_MATCH_SHOWERS]
+        x, labels = ctx.flow2_inputs(train.subset(index), bias_generator)
+        dist.match_output_bias(student, teacher, x, labels)
     weights = dist.GuidanceWeights()
     held_out = dist.sample_latent_batch(
         flow1,

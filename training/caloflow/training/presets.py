@@ -76,6 +76,8 @@ class StudentConfig:
     nll_eval_size: int = 500
     """Validation showers for the slow-direction student NLL quality gate."""
     schedule: Schedule = field(default_factory=lambda: Schedule(batch_size=175, epochs=100))
+    match_teacher_bias: bool = True
+    """Start the student from the teacher's mean spline parameters per block (``distillation.match_output_bias``)."""
 
 
 @dataclass(frozen=True)
