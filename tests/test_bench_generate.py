@@ -44,6 +44,7 @@ RECORD_FIELDS = {
     "peak_host_rss_bytes",
     "peak_device_memory_bytes",
     "device_utilisation_percent",
+    "cpu_ms_per_shower",
 }
 
 
@@ -69,7 +70,9 @@ def test_command_writes_one_record_per_format_and_batch(tmp_path: Path, capsys) 
     for r in records:
         assert set(r) == RECORD_FIELDS
         assert r["device"] == "cpu" and r["threads"] == 1 and r["calls"] >= 3
-        figures = [r[k] for k in RECORD_FIELDS if k.startswith("ms_") or k in ("showers_per_s", "reference_ratio")]
+        figures = [
+            r[k] for k in RECORD_FIELDS if k.startswith(("ms_", "cpu_")) or k in ("showers_per_s", "reference_ratio")
+        ]
         assert all(math.isfinite(v) and v > 0 for v in figures)
         assert r["ms_per_shower_min"] <= r["ms_per_shower_p25"] <= r["ms_per_shower"] <= r["ms_per_shower_p75"]
         assert r["ms_per_shower_p75"] <= r["ms_per_shower_max"]
@@ -79,7 +82,7 @@ def test_command_writes_one_record_per_format_and_batch(tmp_path: Path, capsys) 
     by_batch = {r["batch_size"]: r["peak_host_rss_bytes"] for r in records}
     assert by_batch[1] <= by_batch[40]  # a process peak: it never decreases
     table = capsys.readouterr().out
-    assert "x vs reference" in table and "batch 40: (peak host RSS" in table
+    assert "x vs reference" in table and "batch 40: (peak host RSS" in table and "CPU " in table
 
 
 def test_fast_aoti_compiles_the_fast_graph_and_generates_the_eager_showers(tmp_path: Path) -> None:

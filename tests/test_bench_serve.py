@@ -39,3 +39,23 @@ def test_bench_serve_reports_every_figure(tmp_path: Path, capsys: pytest.Capture
 def test_bench_serve_rejects_a_setting_that_is_not_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "serve", "--repo", str(tmp_path), "--env", "MAX_BATCH=3"]) == 2
     assert "CALOFLOW_NAME=VALUE" in capsys.readouterr().err
+
+
+def test_bench_serve_engine_only_reports_the_engine_and_starts_no_server(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repository = make_repository(tmp_path / "repo")
+    out = tmp_path / "bench.json"
+    code = main(
+        ["bench", "serve", "--repo", str(repository.root), "--model", "tiny_photon", "--engine-only",
+         "--engine-batches", "8", "--engine-seconds", "0.1", "--env", "CALOFLOW_MAX_CONCURRENT_BATCHES=1",
+         "--env", "CALOFLOW_INTRA_OP_THREADS=1", "--json", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads(out.read_text())
+    layouts = {"batch 8", "batch 64 x 1 calls in parallel (the server's layout)"}
+    assert set(report["engine_showers_per_s"]) == set(report["engine_cpu_ms_per_shower"]) == layouts
+    assert all(value > 0 for value in report["engine_cpu_ms_per_shower"].values())
+    assert report["engine_backend"] == "onnx"
+    assert report["http_showers_per_s"] is None and report["idle_latency"] is None  # no server was started
+    assert "HTTP npy stream" not in capsys.readouterr().out

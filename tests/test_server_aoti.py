@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import shutil
+import threading
 import warnings
 from pathlib import Path
 
@@ -94,6 +95,7 @@ def test_auto_prefers_the_compiled_program_only_where_a_cache_is_given(setup: tu
     [
         ("torch_version", "2.0.0", "torch_version"),
         ("arch", "aarch64 NEON some other cpu", "arch"),
+        ("compile_options", "freezing=True", "compile_options"),  # compiled with the thread count frozen in
         ("package_sha256", "00" * 32, "foreign package"),
     ],
 )
@@ -141,3 +143,28 @@ def test_parity_accepts_float_rounding_and_refuses_one_changed_shower() -> None:
     check_parity(Scaled(1.0 + 1e-6), Scaled(1.0), (256.0, 4e6), NOISE_DIM)
     with pytest.raises(RuntimeLoadError, match="shower 9 "):
         check_parity(Scaled(1.1, row=9), Scaled(1.0), (256.0, 4e6), NOISE_DIM)
+
+
+def test_each_calling_thread_runs_the_package_with_the_servers_threads_per_call(
+    setup: tuple[ModelRepository, Path],
+) -> None:
+    """A batch worker thread that never set a thread count would run the package's loops and matmuls on every core
+    (two concurrent calls on two cores: four threads); the backend gives each calling thread the configured count."""
+    repository, cache = setup
+    loaded = load_runtime(repository, "tiny_photon", 1, backend="aoti", compile_cache=cache, intra_op_threads=1)
+    incident = np.full((4, 1), 1000.0, dtype=np.float32)
+    noise = np.zeros((4, NOISE_DIM), dtype=np.float32)
+    seen: list[int] = []
+
+    def worker() -> None:
+        loaded.run(incident, noise)
+        seen.append(torch.get_num_threads())
+
+    torch.set_num_threads(2)  # what a fresh thread inherits
+    try:
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+    finally:
+        torch.set_num_threads(1)
+    assert seen == [1]

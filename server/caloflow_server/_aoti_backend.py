@@ -33,16 +33,32 @@ PARITY_ROWS = 64
 
 
 class AotiBackend:
-    """``run(incident (B, 1), noise (B, noise_dim)) -> showers (B, n_voxels)`` through a compiled package."""
+    """``run(incident (B, 1), noise (B, noise_dim)) -> showers (B, n_voxels)`` through a compiled package.
+
+    ``intra_op_threads``: the threads of one call (the server's cores per concurrent model call). The package's
+    loops and its oneDNN matmuls use the calling thread's OpenMP thread count, and a thread that never set one
+    gets the machine's core count: two concurrent calls on a 2-core CPU would run four threads. So each calling
+    thread sets it (``torch.set_num_threads``, which also sets torch's default for new threads) before its first
+    call. None: leave it as it is.
+    """
 
     backend = "aoti"
 
-    def __init__(self, package: Path, device: str = "cpu", *, noise_dim: int, n_voxels: int) -> None:
+    def __init__(
+        self,
+        package: Path,
+        device: str = "cpu",
+        *,
+        noise_dim: int,
+        n_voxels: int,
+        intra_op_threads: int | None = None,
+    ) -> None:
         self.device = normalize_device(device)
         if self.device != "cpu":
             raise RuntimeLoadError(f"the aoti backend compiles for the CPU only, asked for {self.device}")
         self.noise_dim, self.n_voxels = noise_dim, n_voxels
         self.package = package
+        self.intra_op_threads = intra_op_threads
         try:
             self._model = torch._inductor.aoti_load_package(str(package))
         except Exception as exc:  # torch raises RuntimeError or its C++ error types here
@@ -50,6 +66,8 @@ class AotiBackend:
 
     def run(self, incident_mev: np.ndarray, noise: np.ndarray | Tensor) -> np.ndarray:
         """Unchecked model output (float32); callers that send it anywhere use ``check_showers``."""
+        if self.intra_op_threads is not None and torch.get_num_threads() != self.intra_op_threads:
+            torch.set_num_threads(self.intra_op_threads)  # this thread's OpenMP count; cheap to read every call
         try:
             with torch.inference_mode():
                 incident = torch.as_tensor(incident_mev, dtype=torch.float32).reshape(-1, 1).contiguous()

@@ -6,7 +6,12 @@ program) with torch alone, once, and keeps the package under ``<cache>/<artifact
 
 * ``model.aoti.pt2``: the package;
 * ``key.json``: what it was built from and for - the artifact's sha256, the torch version, the machine's
-  architecture (machine, torch's CPU vector capability, CPU model name) - and the package's own sha256.
+  architecture (machine, torch's CPU vector capability, CPU model name), the compile options - and the
+  package's own sha256.
+
+Packages are compiled with ``cpp.dynamic_threads``: their parallel loops take the calling thread's OpenMP thread
+count (which ``AotiBackend`` sets to the server's threads per model call) instead of a count frozen in at compile
+time from whatever the compiling process had.
 
 A cached package is used only when every recorded field equals this process's; a stale one (another torch,
 another artifact) or a foreign one (another CPU, or package bytes that are not the recorded ones) is refused,
@@ -39,6 +44,9 @@ logger = logging.getLogger(__name__)
 
 PACKAGE_NAME = "model.aoti.pt2"
 KEY_NAME = "key.json"
+COMPILE_OPTIONS: tuple[tuple[str, bool], ...] = (("cpp.dynamic_threads", True), ("freezing", True))
+"""AOTInductor options: frozen weights (the linear layers' weights pre-packed for this CPU), thread count taken
+from the caller at run time. A tuple: ``aoti_compile_and_package`` adds entries to the dict it is given."""
 
 
 @dataclass(frozen=True)
@@ -48,11 +56,16 @@ class PackageKey:
     artifact_sha256: str
     torch_version: str
     arch: str
+    compile_options: str
 
 
 def machine_key(artifact_sha256: str) -> PackageKey:
     """The key a package compiled here, now, from the artifact ``artifact_sha256`` must carry."""
-    return PackageKey(artifact_sha256, torch.__version__, _cpu_arch())
+    return PackageKey(artifact_sha256, torch.__version__, _cpu_arch(), _options_text())
+
+
+def _options_text() -> str:
+    return ",".join(f"{name}={value}" for name, value in COMPILE_OPTIONS)
 
 
 def _cpu_arch() -> str:
@@ -125,10 +138,11 @@ def _build(entry: Path, key: PackageKey, program: bytes) -> None:
 
 
 def _compile(program: bytes, path: Path) -> None:
-    """AOTInductor with frozen weights (the linear layers' weights are pre-packed for this CPU)."""
+    """AOTInductor with ``COMPILE_OPTIONS``."""
     try:
         exported = torch.export.load(io.BytesIO(program))
-        torch._inductor.aoti_compile_and_package(exported, package_path=str(path), inductor_configs={"freezing": True})
+        configs = dict(COMPILE_OPTIONS)
+        torch._inductor.aoti_compile_and_package(exported, package_path=str(path), inductor_configs=configs)
     except Exception as exc:  # the exporter and the C++ compiler fail in many types
         raise RuntimeLoadError(f"AOTInductor could not compile the program: {exc}") from exc
 

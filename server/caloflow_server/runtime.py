@@ -273,7 +273,9 @@ def _compiled_runtime(
     if not _has(manifest, "onnx") and not _has(manifest, "fast_onnx"):
         raise RuntimeLoadError(f"{manifest.model}@{manifest.version} has no ONNX artifact to check parity against")
     package = compiled_package(compile_cache, artifact.sha256, _read_verified(repository, manifest, artifact))
-    runtime = AotiBackend(package, device, noise_dim=manifest.noise_dim, n_voxels=manifest.n_voxels)
+    runtime = AotiBackend(
+        package, device, noise_dim=manifest.noise_dim, n_voxels=manifest.n_voxels, intra_op_threads=intra_op_threads
+    )
     reference_artifact = _choose_artifact(manifest, "onnx")
     reference = build_runtime(
         _read_verified(repository, manifest, reference_artifact), reference_artifact, manifest, "cpu", intra_op_threads

@@ -68,6 +68,9 @@ class Timing:
     """CUDA: torch's peak allocation during this batch size, all formats (ONNX Runtime's arena not counted)."""
     device_utilisation_percent: float | None = None
     """CUDA with NVML: mean GPU utilisation sampled after each timed round."""
+    cpu_ms_per_shower: float | None = None
+    """Median over the calls of the process's CPU time (all its threads) per call, divided by the batch size:
+    on a shared machine a fairer figure than wall time (another job's time slices are not counted)."""
 
 
 def register(subparsers: Any) -> None:
@@ -181,12 +184,15 @@ def _time_batch(model: str, loaded: Any, batch: int, args: argparse.Namespace) -
     warm = _warm_up_inputs(inputs, args.warm_up_rows)
     outputs = {name: run(*warm) for name, run in loaded.runners.items()}  # warm-up (and parity outputs)
     times: dict[str, list[float]] = {name: [] for name in loaded.runners}
+    cpu_times: dict[str, list[float]] = {name: [] for name in loaded.runners}
     deadline = time.perf_counter() + args.seconds * len(loaded.runners)
     rounds = 0
     while rounds < min(3, args.repeats) or (rounds < args.repeats and time.perf_counter() < deadline):
         rounds += 1
         for name, run in loaded.runners.items():
-            times[name].append(_timed(run, inputs, loaded.synchronize))
+            wall, cpu = _timed(run, inputs, loaded.synchronize)
+            times[name].append(wall)
+            cpu_times[name].append(cpu)
         probe.sample()
     reference = statistics.median(times[REFERENCE]) if REFERENCE in times else None
     eager = outputs.get("eager")
@@ -196,6 +202,7 @@ def _time_batch(model: str, loaded: Any, batch: int, args: argparse.Namespace) -
             peak_host_rss_bytes=probe.peak_host_rss_bytes,
             peak_device_memory_bytes=probe.peak_device_memory_bytes,
             device_utilisation_percent=probe.device_utilisation_percent,
+            cpu_ms_per_shower=1e3 * statistics.median(cpu_times[name]) / batch,
         )
         for name, values in times.items()
     ]
@@ -206,12 +213,15 @@ def _warm_up_inputs(inputs: tuple[Any, ...], rows: int | None) -> tuple[Any, ...
     return inputs if rows is None else tuple(x[:rows] for x in inputs)
 
 
-def _timed(run: Callable[..., object], inputs: tuple[object, ...], synchronize: Callable[[], None]) -> float:
+def _timed(
+    run: Callable[..., object], inputs: tuple[object, ...], synchronize: Callable[[], None]
+) -> tuple[float, float]:
+    """Wall and process CPU seconds of one call."""
     synchronize()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     run(*inputs)
     synchronize()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu_start
 
 
 def _record(
@@ -255,8 +265,10 @@ def _print_batch(records: Sequence[Timing], batch: int) -> None:
     for r in records:
         ratio = "" if r.reference_ratio is None else f"  {r.reference_ratio:5.2f}x vs reference"
         l1 = "" if r.max_shower_l1_vs_eager is None else f"  L1 vs eager {r.max_shower_l1_vs_eager:.1e}"
+        cpu = "" if r.cpu_ms_per_shower is None else f"  CPU {r.cpu_ms_per_shower:.3f} ms/shower"
         print(
             f"  {r.format:17s} {r.ms_per_shower:9.3f} [{r.ms_per_shower_p25:.3f}-{r.ms_per_shower_p75:.3f}]"
-            f" ({r.ms_per_shower_min:.3f}-{r.ms_per_shower_max:.3f})  {r.showers_per_s:10.0f} showers/s{ratio}{l1}",
+            f" ({r.ms_per_shower_min:.3f}-{r.ms_per_shower_max:.3f})  {r.showers_per_s:10.0f} showers/s"
+            f"{ratio}{cpu}{l1}",
             flush=True,
         )

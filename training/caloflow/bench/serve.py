@@ -2,9 +2,11 @@
 
 One run, one model, figures printed (and ``--json``):
 
-1. **engine**: the model artifact loaded in this process the way the server loads it, shower noise included,
-   timed at each ``--engine-batches`` size (one call at a time, the runtime's default threads) and in the
-   server's own layout (its batch size, its number of concurrent calls and threads per call);
+1. **engine**: the model artifact loaded in this process the way the server loads it (``CALOFLOW_BACKEND``,
+   ``CALOFLOW_COMPILE_CACHE`` from ``--env``), shower noise included, timed at each ``--engine-batches`` size
+   (one call at a time, the runtime's default threads) and in the server's own layout (its batch size, its
+   number of concurrent calls and threads per call): showers/s, and this process's CPU time per shower (all
+   threads; on a shared machine fairer than wall time). ``--engine-only`` stops here;
 2. a **real server** (``python -m caloflow_server.main`` on free loopback ports, the repository's settings
    and any ``--env`` overrides) is started; its RSS is read from ``/proc``;
 3. **idle latency**: ``--latency-requests`` one-shower requests, one after another (p50/p99 seconds);
@@ -59,6 +61,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE", help="server setting, e.g. CALOFLOW_DEVICE=cuda"
     )
+    parser.add_argument("--engine-only", action="store_true", help="measure the engine only, start no server")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.set_defaults(handler=_run)
 
@@ -85,6 +88,8 @@ class Latency:
 class Report:
     model: str
     engine_showers_per_s: dict[str, float] = field(default_factory=dict)
+    engine_cpu_ms_per_shower: dict[str, float] = field(default_factory=dict)
+    engine_backend: str | None = None
     http_showers_per_s: float | None = None
     grpc_showers_per_s: float | None = None
     idle_latency: Latency | None = None
@@ -108,10 +113,13 @@ def _run(args: argparse.Namespace) -> int:
     layouts.append((server_label, server_batch, workers, threads))
     for label, batch, n_workers, n_threads in layouts:
         rate = _engine_rate(args.repo, args.model, batch, n_workers, n_threads, args, device, **runtime_options)
-        report.engine_showers_per_s[label] = rate
-        print(f"engine, {label}: {rate:.1f} showers/s, {1e3 / rate:.3f} ms/shower", flush=True)
-    with _server(args.repo, args.model, env) as server:
-        _measure_server(server, args, report)
+        report.engine_backend = rate.backend
+        report.engine_showers_per_s[label] = rate.showers_per_s
+        report.engine_cpu_ms_per_shower[label] = rate.cpu_ms_per_shower
+        print(f"engine ({rate.backend}), {label}: {rate.text()}", flush=True)
+    if not args.engine_only:
+        with _server(args.repo, args.model, env) as server:
+            _measure_server(server, args, report)
     _print(report)
     if args.json:
         args.json.write_text(json.dumps(asdict(report), indent=2) + "\n")
@@ -189,6 +197,17 @@ def _runtime_options(env: dict[str, str]) -> dict[str, Any]:
     return {"backend": settings.backend, "compile_cache": settings.compile_cache}
 
 
+@dataclass(frozen=True)
+class EngineRate:
+    backend: str
+    showers_per_s: float
+    cpu_ms_per_shower: float
+
+    def text(self) -> str:
+        wall = 1e3 / self.showers_per_s
+        return f"{self.showers_per_s:.1f} showers/s, {wall:.3f} ms/shower, CPU {self.cpu_ms_per_shower:.3f} ms/shower"
+
+
 def _engine_rate(
     repo: Path,
     model: str,
@@ -198,10 +217,10 @@ def _engine_rate(
     args: argparse.Namespace,
     device: str,
     **runtime_options: Any,
-) -> float:
-    """Showers/s of the artifact as the server runs it (noise included): ``workers`` threads each calling the
-    model on ``batch`` showers for ``--engine-seconds`` after a warm-up call (a compiled backend is compiled into
-    its cache here, before the server starts)."""
+) -> EngineRate:
+    """Showers/s and CPU ms per shower of the artifact as the server runs it (noise included): ``workers``
+    threads each calling the model on ``batch`` showers for ``--engine-seconds`` after a warm-up call (a
+    compiled backend is compiled into its cache here, before the server starts)."""
     from concurrent.futures import ThreadPoolExecutor
 
     import numpy as np
@@ -225,9 +244,10 @@ def _engine_rate(
 
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(loop, range(workers), [0.0] * workers))  # warm-up: one call each
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         showers = sum(pool.map(loop, range(workers), [args.engine_seconds] * workers))
-        return showers / (time.perf_counter() - started)
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return EngineRate(runtime.backend, showers / wall, 1e3 * cpu / showers)
 
 
 @contextmanager
@@ -265,7 +285,8 @@ def _print(report: Report) -> None:
     best = max(report.engine_showers_per_s.values(), default=0.0)
     print(f"\n== caloflow bench serve: {report.model} ==")
     for label, engine_rate in report.engine_showers_per_s.items():
-        print(f"{engine_rate:>10.1f} showers/s  engine, {label}")
+        cpu = report.engine_cpu_ms_per_shower[label]
+        print(f"{engine_rate:>10.1f} showers/s  engine ({report.engine_backend}), {label}; CPU {cpu:.3f} ms/shower")
     for name, rate in (("HTTP npy stream", report.http_showers_per_s), ("gRPC stream", report.grpc_showers_per_s)):
         if rate is not None:
             print(f"{rate:>10.1f} showers/s  {name} ({rate / best:.0%} of the best engine rate)")
