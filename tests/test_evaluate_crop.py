@@ -143,6 +143,51 @@ def test_a_generated_file_in_the_crop_shape_is_refused_saying_what_to_write(
     assert "generated file" in err and "30x10x10" in err and "[30, 30, 30] with the crop [30, 10, 10] embedded" in err
 
 
+def _client_file(files: SimpleNamespace, path: Path, crop: str | None) -> Path:
+    """The crop model's showers as ``caloflow generate`` writes them (the client's writer): group ``10x10``,
+    layers (N, 30, 10, 10), GeV energies; the ``crop`` attribute added when ``crop`` is given."""
+    import h5py
+
+    from caloflow_client.files import Hdf5ShowerWriter
+    from caloflow_client.results import GenerationInfo, ShowerChunk
+
+    n = len(files.energies)
+    info = GenerationInfo(
+        server="http://127.0.0.1:1", transport="http", model="l2lflows_ild", version=1, particle="photon",
+        artifact_sha256="0" * 64, seed=1, seed_drawn=False, start_index=0, count=n, n_voxels=CROP.n_voxels,
+        chunk_showers=n, deterministic=True, extrapolated=False, standin=True, energy_mev=None,
+        dataset="ild-photon", shower_shape=CROP.shower_shape, file_layout="ild",
+    )  # fmt: skip
+    writer = Hdf5ShowerWriter(path, info)
+    chunk = ShowerChunk(0, files.model.crops.astype(np.float32), files.energies.astype(np.float32))
+    writer.append(chunk)
+    writer.close()
+    if crop is not None:
+        with h5py.File(path, "a") as h5:
+            h5.attrs["crop"] = crop
+    return path
+
+
+def test_a_clients_crop_file_is_read_embedded_by_its_crop_attribute_or_crop(
+    files: SimpleNamespace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``caloflow generate``'s form of a crop model (the crop's cells alone) is evaluated on its crop: the reference
+    restricted to the crop scores ~0, as the embedded form does; the crop from the file's attribute (checked
+    against ``--crop``) or, without one, from ``--crop``; neither, or a disagreement, is refused naming the field."""
+    declared = _client_file(files, tmp_path / "declared.h5", "9:19,10:20")
+    plain = _client_file(files, tmp_path / "plain.h5", None)
+    for generated, extra in ((declared, []), (plain, ["--crop", "9:19,10:20"])):
+        run = SimpleNamespace(**{**vars(files), "generated": generated})
+        code, metrics = _evaluate(run, f"client-{generated.stem}-{len(extra)}", "--metrics", "w1", *extra)
+        assert code == 0 and metrics["crop"]["cells"] == "9:19,10:20" and metrics["n_showers"] == len(files.energies)
+        assert metrics["w1"]["max_normalised"] < 1e-5
+    code, _ = _evaluate(SimpleNamespace(**{**vars(files), "generated": plain}), "none", "--metrics", "w1")
+    assert code == 2 and "no attribute 'crop'" in capsys.readouterr().err
+    code, _ = _evaluate(SimpleNamespace(**{**vars(files), "generated": declared}), "x", "--crop", "8:18,10:20")
+    err = capsys.readouterr().err
+    assert code == 2 and "attribute 'crop' says it holds cells 9:19,10:20" in err and "--crop says 8:18,10:20" in err
+
+
 @pytest.mark.parametrize(("text", "field"), [*BAD_CROPS, ("0:10", "is not X0:X1,Z0:Z1")])
 def test_a_crop_that_does_not_fit_is_refused_naming_the_field(tmp_path: Path, text: str, field: str) -> None:
     with pytest.raises(EvaluationError, match="--crop") as info:

@@ -19,8 +19,9 @@ from test_server_grpc import ServerThread
 from test_server_http_support import build_served
 
 from caloflow.bench.generate import Timing
+from caloflow.data.dataset_files import check_dataset_file
 from caloflow.data.datasets import dataset
-from caloflow.data.hdf5 import read_incident_energies
+from caloflow.data.hdf5 import read_incident_energies, read_showers
 from caloflow.data.standin import write_standin_file
 from caloflow.families.l2lflows import (
     L2LPreprocessing,
@@ -257,6 +258,44 @@ def test_generation_is_a_pure_function_of_energies_and_noise(tiny_run: Path) -> 
     above = layer_energies >= ILD.threshold_mev
     torch.testing.assert_close(sums[above], layer_energies[above], rtol=1e-5, atol=1e-4)
     assert (sums[~above] == 0).all()
+
+
+def sample_file(run: Path, out: Path, chain: str, energies_from: Path) -> tuple[dict[str, object], np.ndarray]:
+    """``caloflow sample`` into ``out`` (seed 2): the file's attributes (checked an ild-photon file) and showers."""
+    from caloflow.cli import main
+
+    argv = ["sample", str(run), "--out", str(out), "--flow", chain, "--seed", "2", "--device", "cpu"]
+    assert main([*argv, "--energies-from", str(energies_from), "--batch-size", "16", "--no-progress"]) == 0
+    energies, showers = read_showers(out, ILD.geometry, layout="ild")
+    np.testing.assert_allclose(energies[:, 0], read_incident_energies(energies_from, layout="ild"), rtol=1e-6)
+    return dict(check_dataset_file(out, ILD).attrs), np.asarray(showers)
+
+
+def test_sample_writes_either_chain_seeded_as_an_ild_file_with_the_crop_embedded(
+    tiny_run: Path, ild_file: Path, tmp_path: Path
+) -> None:
+    """``caloflow sample RUN --flow teacher|student`` on an L2LFlows run: the ILD layout at the given file's
+    energies, the crop's cells the chain's showers for the seed's noise (the teacher's fast inverse is the MAF
+    teacher chain), zeros outside, the crop and the chain recorded."""
+    run, crop = load_l2l_run(tiny_run), load_l2l_run(tiny_run).crop
+    attrs, showers = sample_file(tiny_run, tmp_path / "teacher.h5", "teacher", ild_file)
+    cells = f"{crop.x_start}:{crop.x_start + crop.size},{crop.z_start}:{crop.z_start + crop.size}"
+    assert attrs["flow"] == "teacher" and attrs["family"] == "l2lflows" and attrs["crop"] == cells
+    assert "not Geant4" in str(attrs["description"]) and not showers[:, ~_crop_mask(crop)].any()
+    energies = torch.as_tensor(read_incident_energies(ild_file, layout="ild")[:, None], dtype=torch.float32)
+    noise = torch.randn(len(energies), run.prep.n_layers + crop.n_voxels, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = run.sampler("teacher")(energies, noise).numpy()
+    np.testing.assert_allclose(crop.apply(showers), expected, rtol=1e-3, atol=1e-3)
+    student_attrs, student = sample_file(tiny_run, tmp_path / "student.h5", "student", ild_file)
+    assert student_attrs["flow"] == "student" and not np.array_equal(student, showers)
+
+
+def _crop_mask(crop: LateralCrop) -> np.ndarray:
+    """(V,) True on the crop's cells of the full grid."""
+    grid = np.zeros((crop.n_layers, crop.full_x, crop.full_z), dtype=bool)
+    grid[:, crop.x_start : crop.x_start + crop.size, crop.z_start : crop.z_start + crop.size] = True
+    return grid.ravel()
 
 
 # ------------------------------------------------------------------------------------------ export -> serve

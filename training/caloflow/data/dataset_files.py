@@ -17,6 +17,7 @@ import numpy as np
 
 from caloflow.data.datasets import DATASETS, Dataset
 from caloflow.data.hdf5 import (
+    FileLayoutSpec,
     FloatArray,
     ShowerFileInfo,
     file_layout,
@@ -59,9 +60,24 @@ def validate_dataset_file(
     *,
     chunk_rows: int = 10_000,
     on_chunk: Callable[[FloatArray, FloatArray], None] | None = None,
+    part: FileLayoutSpec | None = None,
 ) -> ShowerFileInfo:
-    """Check a ``ds`` file's structure and every value in one chunked pass; ``on_chunk`` sees each chunk."""
-    check_dataset_file(path, ds)
+    """Check a ``ds`` file's structure and every value in one chunked pass; ``on_chunk`` sees each chunk.
+
+    ``part``: the file holds only part of the dataset's grid in this layout (a crop, :func:`lateral_layout`); its
+    values and energies are checked, its shape is the caller's to check.
+    """
+    if part is None:
+        check_dataset_file(path, ds)
+    geometry, layout = (ds.geometry, ds.layout) if part is None else (None, part)
+    checked = _energy_checked(path, ds, on_chunk)
+    return validate_shower_file(path, geometry, chunk_rows=chunk_rows, on_chunk=checked, layout=layout)
+
+
+def _energy_checked(
+    path: str | os.PathLike[str], ds: Dataset, on_chunk: Callable[[FloatArray, FloatArray], None] | None
+) -> Callable[[FloatArray, FloatArray], None]:
+    """``on_chunk`` after the check of each chunk's incident energies against the dataset's spectrum."""
     start = 0
 
     def check(energies: FloatArray, showers: FloatArray) -> None:
@@ -71,7 +87,7 @@ def validate_dataset_file(
         if on_chunk is not None:
             on_chunk(energies, showers)
 
-    return validate_shower_file(path, ds.geometry, chunk_rows=chunk_rows, on_chunk=check, layout=ds.layout)
+    return check
 
 
 def _check_energies(path: str | os.PathLike[str], ds: Dataset, start: int, energies_mev: FloatArray) -> None:

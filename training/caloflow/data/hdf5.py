@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -50,7 +50,10 @@ __all__ = [
     "check_shower_chunk",
     "chunk_rows_for",
     "iter_showers",
+    "lateral_layout",
+    "layout_spec",
     "open_shower_file",
+    "read_attrs",
     "read_incident_energies",
     "read_showers",
     "validate_shower_file",
@@ -102,11 +105,23 @@ LAYOUTS: dict[str, FileLayoutSpec] = {
 }
 
 
-def layout_spec(layout: str) -> FileLayoutSpec:
+def layout_spec(layout: str | FileLayoutSpec) -> FileLayoutSpec:
+    """A layout by name, or ``layout`` itself when it is a spec (e.g. :func:`lateral_layout`'s)."""
+    if isinstance(layout, FileLayoutSpec):
+        return layout
     try:
         return LAYOUTS[layout]
     except KeyError:
         raise ValueError(f"unknown file layout {layout!r}; expected one of {sorted(LAYOUTS)}") from None
+
+
+def lateral_layout(layout: str, n_x: int, n_z: int) -> FileLayoutSpec:
+    """``layout`` for ``n_x`` x ``n_z`` cells per layer: the ILD layout names its group after them (``10x10``: how
+    a client writes the showers of a model that covers a 10 x 10 crop of the 30 x 30 layers)."""
+    spec = layout_spec(layout)
+    if not spec.group:
+        raise ValueError(f"file layout {spec.name!r} keeps its arrays at the root, not in a per-grid group")
+    return replace(spec, group=f"{n_x}x{n_z}")
 
 
 @dataclass(frozen=True)
@@ -346,7 +361,7 @@ def chunk_rows_for(n_voxels: int, target_bytes: int = 64 << 20, max_rows: int = 
 
 
 def open_shower_file(
-    path: str | os.PathLike[str], geometry: _Geometry | None = None, *, layout: str = "calochallenge"
+    path: str | os.PathLike[str], geometry: _Geometry | None = None, *, layout: str | FileLayoutSpec = "calochallenge"
 ) -> ShowerFileInfo:
     """Check a file's structure (datasets, shapes, dtypes, voxel count) and describe it."""
     with _open(path) as h5:
@@ -359,7 +374,7 @@ def read_showers(
     *,
     start: int = 0,
     stop: int | None = None,
-    layout: str = "calochallenge",
+    layout: str | FileLayoutSpec = "calochallenge",
 ) -> tuple[FloatArray, FloatArray]:
     """Rows ``start:stop`` as (energies (n, 1) MeV, showers (n, n_voxels) MeV), in the stored dtype."""
     spec = layout_spec(layout)
@@ -377,7 +392,7 @@ def _read_rows(h5: Any, spec: FileLayoutSpec, start: int, stop: int | None) -> t
 
 
 def read_incident_energies(
-    path: str | os.PathLike[str], geometry: _Geometry | None = None, *, layout: str = "calochallenge"
+    path: str | os.PathLike[str], geometry: _Geometry | None = None, *, layout: str | FileLayoutSpec = "calochallenge"
 ) -> FloatArray:
     """All incident energies as a flat (N,) array in MeV (showers are not read)."""
     spec = layout_spec(layout)
@@ -391,7 +406,7 @@ def iter_showers(
     geometry: _Geometry | None = None,
     *,
     chunk_rows: int = 10_000,
-    layout: str = "calochallenge",
+    layout: str | FileLayoutSpec = "calochallenge",
 ) -> Iterator[tuple[FloatArray, FloatArray]]:
     """Yield (energies (n, 1) MeV, showers (n, n_voxels) MeV) blocks of at most ``chunk_rows`` rows, in order."""
     if chunk_rows < 1:
@@ -409,7 +424,7 @@ def validate_shower_file(
     *,
     chunk_rows: int = 10_000,
     on_chunk: Callable[[FloatArray, FloatArray], None] | None = None,
-    layout: str = "calochallenge",
+    layout: str | FileLayoutSpec = "calochallenge",
 ) -> ShowerFileInfo:
     """Check structure and every value (finite, voxels >= 0, energies > 0), chunk by chunk.
 
@@ -434,7 +449,7 @@ def check_shower_chunk(
     energies: FloatArray,
     showers: FloatArray,
     *,
-    layout: str = "calochallenge",
+    layout: str | FileLayoutSpec = "calochallenge",
 ) -> None:
     """Raise ShowerFileError for the first bad value in rows ``start ...`` of a file (energies in MeV)."""
     spec = layout_spec(layout)
@@ -469,6 +484,12 @@ def _open(path: str | os.PathLike[str]) -> Any:
         return h5py.File(p, "r")
     except OSError as exc:
         raise ShowerFileError(f"{path}: cannot open HDF5 file ({exc})") from exc
+
+
+def read_attrs(path: str | os.PathLike[str]) -> dict[str, AttrValue]:
+    """The file's attributes (provenance), whatever arrays it holds."""
+    with _open(path) as h5:
+        return _read_attrs(h5)
 
 
 def file_layout(path: str | os.PathLike[str]) -> str | None:

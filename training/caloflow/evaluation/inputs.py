@@ -20,9 +20,10 @@ from numpy.typing import NDArray
 
 from caloflow.data.dataset_files import check_dataset_file, validate_dataset_file
 from caloflow.data.datasets import Dataset
-from caloflow.data.hdf5 import AttrValue, FloatArray, iter_showers
+from caloflow.data.hdf5 import AttrValue, FloatArray, iter_showers, open_shower_file
 from caloflow.errors import ShowerFileError
 from caloflow.evaluation.errors import EvaluationError
+from caloflow.evaluation.region import CropRegion, crop_layout, stored_crop
 
 __all__ = ["CHUNK_BYTES", "ShowerSample", "chunk_rows", "iter_used", "load_pair"]
 
@@ -41,6 +42,7 @@ class ShowerSample:
     n_in_file: int
     attrs: dict[str, AttrValue]
     max_voxel_mev: float  # the largest voxel of the rows used
+    part: CropRegion | None = None  # the file holds only this crop's cells (a client's file): embedded on reading
 
     def __len__(self) -> int:
         return len(self.incident_mev)
@@ -52,25 +54,38 @@ def chunk_rows(ds: Dataset) -> int:
 
 
 def load_pair(
-    generated: str | Path, reference: str | Path, ds: Dataset, *, max_showers: int | None = None
+    generated: str | Path,
+    reference: str | Path,
+    ds: Dataset,
+    *,
+    max_showers: int | None = None,
+    crop: CropRegion | None = None,
 ) -> tuple[ShowerSample, ShowerSample]:
-    """Validate both files in one chunked pass each; use the same number of rows from each (at most ``max_showers``)."""
+    """Validate both files in one chunked pass each; use the same number of rows from each (at most ``max_showers``).
+
+    A generated file holding only a crop's cells (:func:`~caloflow.evaluation.region.stored_crop`; ``crop`` is
+    ``--crop``) is read with the crop embedded in the grid (``ShowerSample.part``).
+    """
     if max_showers is not None and max_showers < 1:
         raise EvaluationError(f"--max-showers must be positive, got {max_showers}")
     paths = {"generated": Path(generated), "reference": Path(reference)}
-    sizes = {role: _checked_size(role, path, ds) for role, path in paths.items()}
+    parts = {"generated": stored_crop(paths["generated"], ds, crop), "reference": None}
+    sizes = {role: _checked_size(role, path, ds, parts[role]) for role, path in paths.items()}
     n = min(sizes.values()) if max_showers is None else min(*sizes.values(), max_showers)
-    return _validated("generated", paths["generated"], ds, n), _validated("reference", paths["reference"], ds, n)
+    generated_sample, reference_sample = (_validated(role, path, ds, n, parts[role]) for role, path in paths.items())
+    return generated_sample, reference_sample
 
 
-def _checked_size(role: str, path: Path, ds: Dataset) -> int:
+def _checked_size(role: str, path: Path, ds: Dataset, part: CropRegion | None) -> int:
     try:
+        if part is not None:
+            return open_shower_file(path, None, layout=crop_layout(ds, part)).n_showers
         return check_dataset_file(path, ds).n_showers
     except (ShowerFileError, OSError) as exc:
         raise EvaluationError(f"{role} file: {exc}") from exc
 
 
-def _validated(role: str, path: Path, ds: Dataset, n: int) -> ShowerSample:
+def _validated(role: str, path: Path, ds: Dataset, n: int, part: CropRegion | None) -> ShowerSample:
     energies: list[Array] = []
     largest = [0.0]
 
@@ -81,18 +96,21 @@ def _validated(role: str, path: Path, ds: Dataset, n: int) -> ShowerSample:
             largest[0] = max(largest[0], float(np.max(showers[:room], initial=0.0)))
 
     try:
-        info = validate_dataset_file(path, ds, chunk_rows=chunk_rows(ds), on_chunk=keep)
+        layout = None if part is None else crop_layout(ds, part)
+        info = validate_dataset_file(path, ds, chunk_rows=chunk_rows(ds), on_chunk=keep, part=layout)
     except (ShowerFileError, OSError) as exc:
         raise EvaluationError(f"{role} file: {exc}") from exc
-    return ShowerSample(role, path, ds, np.concatenate(energies), info.n_showers, info.attrs, largest[0])
+    return ShowerSample(role, path, ds, np.concatenate(energies), info.n_showers, info.attrs, largest[0], part)
 
 
 def iter_used(sample: ShowerSample) -> Iterator[tuple[Array, Array]]:
     """(incident energies (n,) MeV, showers (n, V) MeV float64, uncut) of the rows used, chunk by chunk."""
-    done, ds = 0, sample.dataset
-    for energies, showers in iter_showers(sample.path, ds.geometry, chunk_rows=chunk_rows(ds), layout=ds.layout):
+    done, ds, part = 0, sample.dataset, sample.part
+    geometry, layout = (ds.geometry, ds.layout) if part is None else (None, crop_layout(ds, part))
+    for energies, showers in iter_showers(sample.path, geometry, chunk_rows=chunk_rows(ds), layout=layout):
         take = min(len(showers), len(sample) - done)
         if take <= 0:
             return
-        yield np.asarray(energies[:take, 0], dtype=np.float64), np.asarray(showers[:take], dtype=np.float64)
+        full = np.asarray(showers[:take], dtype=np.float64) if part is None else part.embed(showers[:take])
+        yield np.asarray(energies[:take, 0], dtype=np.float64), full
         done += take

@@ -8,22 +8,40 @@ describes the crop region only, not the whole grid.
 
 The served-shower writer stores a crop model's showers in the full grid's layout with the crop embedded and
 zeros outside; the file attribute ``crop`` (:data:`CROP_ATTR`, ``"x0:x1,z0:z1"``) says which cells are modelled,
-so the zeros outside are never taken for physics.
+so the zeros outside are never taken for physics. A client (``caloflow generate``) writes a crop model's showers
+as served instead: the crop's cells alone, the ILD group named after them (``10x10/layers`` (N, 30, 10, 10)).
+:func:`stored_crop` finds that form; the evaluation reads it embedded in the full grid, the crop taken from the
+file's ``crop`` attribute or, without one, from ``--crop`` (both given, they must agree).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
+from caloflow.data.datasets import Dataset
 from caloflow.data.grid_geometry import GridGeometry
+from caloflow.data.hdf5 import FileLayoutSpec, file_layout, lateral_layout, layout_spec, open_shower_file, read_attrs
+from caloflow.errors import ShowerFileError
 from caloflow.evaluation.errors import EvaluationError
-from caloflow.evaluation.inputs import ShowerSample
 
-__all__ = ["CROP_ATTR", "CropRegion", "check_declared_crop", "crop_from_manifest", "parse_crop"]
+if TYPE_CHECKING:
+    from caloflow.evaluation.inputs import ShowerSample
+
+__all__ = [
+    "CROP_ATTR",
+    "CropRegion",
+    "check_declared_crop",
+    "crop_from_manifest",
+    "crop_layout",
+    "parse_crop",
+    "stored_crop",
+]
 
 CROP_ATTR = "crop"
 
@@ -124,4 +142,47 @@ def check_declared_crop(generated: ShowerSample, region: CropRegion | None) -> N
             f"generated file {generated.path}: attribute {CROP_ATTR!r} says its model covers only cells "
             f"{declared} (x0:x1,z0:z1); evaluate it with --crop {declared}, not "
             f"{'the whole grid' if stated is None else '--crop ' + stated}"
+        )
+
+
+def stored_crop(path: Path, ds: Dataset, stated: CropRegion | None) -> CropRegion | None:
+    """The crop whose cells alone the generated file ``path`` holds (a client's form), or None when it holds the
+    dataset's whole grid; ``stated`` is ``--crop``. Errors name the file and the field."""
+    grid = ds.geometry
+    where = f"generated file {path}"
+    try:
+        if not isinstance(grid, GridGeometry) or file_layout(path) is not None:
+            return None
+        declared = read_attrs(path).get(CROP_ATTR)
+    except ShowerFileError as exc:
+        raise EvaluationError(f"generated file: {exc}") from exc
+    region = stated if declared is None else parse_crop(str(declared), grid, source=f"{where}: attribute 'crop'")
+    if region is None:
+        raise EvaluationError(
+            f"{where}: holds no {layout_spec(ds.layout).showers_path} (the whole {ds.name} grid) and no attribute "
+            f"{CROP_ATTR!r} saying which cells it holds: give --crop X0:X1,Z0:Z1 (the model's geometry.crop)"
+        )
+    if stated is not None and region.text() != stated.text():
+        raise EvaluationError(
+            f"{where}: attribute {CROP_ATTR!r} says it holds cells {region.text()} (x0:x1,z0:z1), --crop says "
+            f"{stated.text()}"
+        )
+    _check_stored_shape(path, crop_layout(ds, region), region)
+    return region
+
+
+def crop_layout(ds: Dataset, region: CropRegion) -> FileLayoutSpec:
+    """The layout of a file holding only ``region``'s cells of ``ds`` (ILD: group ``10x10``)."""
+    return lateral_layout(ds.layout, *region.crop_shape[1:])
+
+
+def _check_stored_shape(path: Path, spec: FileLayoutSpec, region: CropRegion) -> None:
+    try:
+        shape = open_shower_file(path, None, layout=spec).shower_shape
+    except ShowerFileError as exc:
+        raise EvaluationError(f"generated file (crop {region.text()}): {exc}") from exc
+    if shape != region.crop_shape:
+        raise EvaluationError(
+            f"generated file {path}: {spec.showers_path} holds showers of shape {list(shape)}, not the crop "
+            f"{region.text()}'s {list(region.crop_shape)}"
         )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,7 @@ def evaluate(config: EvaluationConfig) -> EvaluationResult:
     """Run the evaluation ``config`` describes and write ``metrics.json``, ``index.html`` and the PNGs."""
     device = _resolve_device(config.device)
     start = time.perf_counter()
-    generated, reference = _load(config)
+    config, generated, reference = _load(config)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     result = EvaluationResult(config, generated, reference, str(device))
@@ -101,11 +101,13 @@ def evaluate(config: EvaluationConfig) -> EvaluationResult:
     return result
 
 
-def _load(config: EvaluationConfig) -> tuple[ShowerSample, ShowerSample]:
-    """Both files validated; with a crop, a generated file in the crop's shape is refused saying what to write."""
+def _load(config: EvaluationConfig) -> tuple[EvaluationConfig, ShowerSample, ShowerSample]:
+    """Both files validated. A generated file holding only a crop's cells is read embedded and evaluated on that
+    crop (``--crop`` taken from the file when not given); with ``--crop``, a file in neither form is refused
+    saying what to write."""
     try:
         generated, reference = load_pair(
-            config.generated, config.reference, config.spec, max_showers=config.max_showers
+            config.generated, config.reference, config.spec, max_showers=config.max_showers, crop=config.region
         )
     except EvaluationError as exc:
         region = config.region
@@ -114,10 +116,14 @@ def _load(config: EvaluationConfig) -> tuple[ShowerSample, ShowerSample]:
         raise EvaluationError(
             f"{exc}; with --crop {region.text()} the generated file must hold the whole grid "
             f"{list(region.grid.shower_shape)} with the crop {list(region.crop_shape)} embedded (as "
-            "write_served_showers and `caloflow repo quality` write a crop model's showers)"
+            "write_served_showers and `caloflow repo quality` write a crop model's showers) or the crop's cells "
+            "alone (as `caloflow generate` writes them)"
         ) from exc
+    if generated.part is not None and config.region is None:
+        logger.info("%s holds only the crop %s: evaluating that region", generated.path, generated.part.text())
+        config = replace(config, crop=generated.part.text())
     check_declared_crop(generated, config.region)
-    return generated, reference
+    return config, generated, reference
 
 
 def _plan(config: EvaluationConfig, reference: ShowerSample) -> StreamPlan:
