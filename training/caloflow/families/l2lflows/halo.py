@@ -29,8 +29,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from caloflow.data.datasets import Dataset, dataset
+from caloflow.data.grid_geometry import GridGeometry
 from caloflow.data.hdf5 import iter_showers
 from caloflow.evaluation.ild_observables import GridObservables, grid_observables
+from caloflow.evaluation.region import CropRegion, parse_crop
 from caloflow.families.l2lflows.crop import LateralCrop, axis_cells, centred_crop
 from caloflow.families.l2lflows.data import grid_geometry
 
@@ -98,13 +100,6 @@ def _chunks(path: str | Path, ds: Dataset, max_showers: int | None) -> Iterator[
         seen += take
 
 
-def _inside(crop: LateralCrop) -> NDArray[np.bool_]:
-    """(L * n_x * n_z,) True for the crop's cells."""
-    mask = np.zeros((crop.n_layers, crop.full_x, crop.full_z), dtype=bool)
-    mask[:, crop.x_start : crop.x_start + crop.size, crop.z_start : crop.z_start + crop.size] = True
-    return mask.reshape(-1)
-
-
 def halo_report(
     path: str | Path, ds: Dataset, crop_cells: int = 10, crop: LateralCrop | None = None, max_showers: int | None = None
 ) -> HaloReport:
@@ -114,8 +109,7 @@ def halo_report(
     for energies, showers in _chunks(path, ds, max_showers):
         if crop is None:
             crop = centred_crop(geometry, crop_cells, axis_cells(showers, geometry))
-        inside = _inside(crop)
-        in_crop = np.where(inside, showers, 0.0)
+        in_crop = _region(crop, geometry).mask(showers)
         total, hits = showers.sum(axis=1), (showers > 0).sum(axis=1)
         energy_out.append(1.0 - in_crop.sum(axis=1) / np.maximum(total, 1e-12))
         hits_out.append(1.0 - (in_crop > 0).sum(axis=1) / np.maximum(hits, 1))
@@ -134,9 +128,16 @@ def halo_report(
     )
 
 
+def _region(crop: LateralCrop, geometry: GridGeometry) -> CropRegion:
+    """The evaluator's region of an L2LFlows crop (its ``mask`` zeroes every cell outside it)."""
+    return CropRegion(geometry, (crop.x_start, crop.x_start + crop.size), (crop.z_start, crop.z_start + crop.size))
+
+
 def _crop_arg(text: str, ds: Dataset) -> LateralCrop:
+    """``--crop X0:X1,Z0:Z1`` read and bounds-checked by the evaluator's ``parse_crop``; L2LFlows crops are square."""
     geometry = grid_geometry(ds)
-    (x0, x1), (z0, z1) = ([int(v) for v in part.split(":")] for part in text.split(","))
+    region = parse_crop(text, geometry)
+    (x0, x1), (z0, z1) = region.x, region.z
     if x1 - x0 != z1 - z0:
         raise argparse.ArgumentTypeError(f"--crop {text}: L2LFlows crops are square")
     return LateralCrop(geometry.n_layers, geometry.n_x, geometry.n_z, x0, z0, x1 - x0)
