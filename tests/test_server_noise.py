@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from caloflow_server import draw_seed, shower_noise
-from caloflow_server.noise import UINT64_MAX, philox4x32, uniform_to_normal
+from caloflow_server.noise import UINT64_MAX, NoiseRange, philox4x32, shower_noise_ranges, uniform_to_normal
 
 # Random123 kat_vectors (Salmon et al. 2011): counter (4 words), key (2 words) -> output (4 words)
 PHILOX4X32_10_KAT = [
@@ -113,3 +113,25 @@ def test_cuda_gives_the_same_bits() -> None:
     cpu = shower_noise(2**63 + 5, 1000, 512, 373)
     cuda = shower_noise(2**63 + 5, 1000, 512, 373, device="cuda").cpu()
     assert torch.equal(cpu, cuda)
+
+
+def test_ranges_equal_one_call_per_range() -> None:
+    """The batcher's one-pass noise for many requests is, bit for bit, each request's own noise, stacked - with
+    keys that differ in either 32-bit half, indices past 2**32 and an empty range in between."""
+    ranges = [
+        NoiseRange(UINT64_MAX, 0, 1),
+        NoiseRange(12_345, 2**40 + 7, 3),
+        NoiseRange(7, 5, 0),
+        NoiseRange(2**32 + 12_345, 2**63 - 2, 2),
+        NoiseRange(0, 1_000, 5),
+    ]
+    stacked = shower_noise_ranges(ranges, 37)
+    separate = torch.cat([shower_noise(*r, 37) for r in ranges])
+    assert stacked.shape == (11, 37)
+    assert torch.equal(stacked, separate)
+    assert shower_noise_ranges([], 37).shape == (0, 37)
+
+
+def test_ranges_check_every_range() -> None:
+    with pytest.raises(ValueError, match="seed"):
+        shower_noise_ranges([NoiseRange(1, 0, 1), NoiseRange(-1, 0, 1)], 8)

@@ -4,8 +4,8 @@ The unit is the shower. A request (``Batcher.stream``) is a range of shower indi
 start_index + count - 1``; its showers are cut into batches lazily, when a batch is formed, and every batch
 takes a max-min fair share of ``max_batch_showers`` from the requests that have work ready: a one-shower request
 arriving while a million-shower stream runs is in the next batch. Inputs are made per batch in the worker
-thread: energies from the request's ``EnergySource``, noise from ``shower_noise(seed, index)``, so a shower's
-inputs do not depend on how requests were batched.
+thread: energies from the request's ``EnergySource``, noise from ``shower_noise(seed, index)`` (all of a batch's
+requests in one ``shower_noise_ranges`` pass), so a shower's inputs do not depend on how requests were batched.
 
 Each request may have at most ``buffer_chunks * chunk_showers`` showers scheduled but not yet taken by its
 consumer: a slow consumer stalls its own request and nothing else, and memory is O(chunk) per request. When
@@ -55,7 +55,6 @@ from types import TracebackType
 from typing import Protocol
 
 import numpy as np
-import torch
 
 from caloflow_server.errors import (
     CaloflowServerError,
@@ -63,7 +62,7 @@ from caloflow_server.errors import (
     InferenceError,
     QueueFullError,
 )
-from caloflow_server.noise import UINT64_MAX, shower_noise
+from caloflow_server.noise import UINT64_MAX, NoiseRange, shower_noise_ranges
 from caloflow_server.runtime import Runtime, check_showers
 from caloflow_server.shape_buckets import call_shapes, run_in_shapes
 
@@ -518,12 +517,8 @@ class Batcher:
 
     def _run_model(self, segments: list[_Segment]) -> tuple[np.ndarray, np.ndarray]:
         energies = np.concatenate([_energies_of(segment) for segment in segments])
-        noise = torch.cat(
-            [
-                shower_noise(s.request.seed, s.request.start_index + s.offset, s.n, self.runtime.noise_dim)
-                for s in segments
-            ]
-        )
+        ranges = [NoiseRange(s.request.seed, s.request.start_index + s.offset, s.n) for s in segments]
+        noise = shower_noise_ranges(ranges, self.runtime.noise_dim)
         incident = energies.reshape(-1, 1)
         if not self.deterministic:
             return energies, self.runtime.run(incident, noise)

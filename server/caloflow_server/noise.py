@@ -19,11 +19,23 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Sequence
+from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["NOISE_STREAM", "UINT64_MAX", "draw_seed", "philox4x32", "shower_noise", "uniform_to_normal"]
+__all__ = [
+    "NOISE_STREAM",
+    "UINT64_MAX",
+    "NoiseRange",
+    "draw_seed",
+    "philox4x32",
+    "shower_noise",
+    "shower_noise_ranges",
+    "uniform_to_normal",
+]
 
 UINT64_MAX = 2**64 - 1
 NOISE_STREAM = 0
@@ -61,8 +73,13 @@ def philox4x32(counter: Tensor, key: tuple[int, int], rounds: int = _PHILOX_ROUN
     return torch.stack(_philox_words(words, key, rounds), dim=-1)
 
 
-def _philox_words(words: tuple[Tensor, ...], key: tuple[int, int], rounds: int) -> tuple[Tensor, ...]:
-    """Philox on four same-shaped int64 word tensors (contiguous: the loop is 120 elementwise kernels)."""
+Key = tuple[int, int] | tuple[Tensor, Tensor]
+
+
+def _philox_words(words: tuple[Tensor, ...], key: Key, rounds: int) -> tuple[Tensor, ...]:
+    """Philox on four same-shaped int64 word tensors (contiguous: the loop is 120 elementwise kernels).
+
+    ``key``: two ints, or two int64 tensors that broadcast against the words (one key per row)."""
     c0, c1, c2, c3 = words
     k0, k1 = key[0] & _MASK32, key[1] & _MASK32
     for round_index in range(rounds):
@@ -80,24 +97,52 @@ def _mulhilo(multiplier: int, word: Tensor) -> tuple[Tensor, Tensor]:
     return (product >> 32) & _MASK32, product & _MASK32
 
 
+class NoiseRange(NamedTuple):
+    """Showers ``start_index .. start_index + n - 1`` of the request seeded ``seed``."""
+
+    seed: int
+    start_index: int
+    n: int
+
+
 def shower_noise(seed: int, start_index: int, count: int, dim: int, device: str | torch.device = "cpu") -> Tensor:
     """Standard-normal noise ``(count, dim)`` float32 of showers ``start_index .. start_index + count - 1``."""
-    _check_arguments(seed, start_index, count, dim)
+    return shower_noise_ranges([NoiseRange(seed, start_index, count)], dim, device)
+
+
+def shower_noise_ranges(ranges: Sequence[NoiseRange], dim: int, device: str | torch.device = "cpu") -> Tensor:
+    """The noise of several ranges, stacked: ``torch.cat([shower_noise(*r, dim) for r in ranges])``, bit for bit,
+    in one pass of ~200 elementwise kernels (one Philox key per row) instead of one pass per range - a batch
+    of many one-shower requests costs about what one request does."""
+    for seed, start_index, n in ranges:
+        _check_arguments(seed, start_index, n, dim)
     n_blocks = (dim + 3) // 4
-    index = (torch.arange(count, dtype=torch.int64, device=device) + start_index)[:, None]
+    index = torch.from_numpy(_row_indices(ranges)).to(device)[:, None]
+    seeds = [r.seed for r in ranges]
+    counts = torch.tensor([r.n for r in ranges], dtype=torch.int64)
+    key0 = torch.tensor([s & _MASK32 for s in seeds], dtype=torch.int64).repeat_interleave(counts)
+    key1 = torch.tensor([s >> 32 for s in seeds], dtype=torch.int64).repeat_interleave(counts)
     block = torch.arange(n_blocks, dtype=torch.int64, device=device)[None, :]
-    shape = (count, n_blocks)
+    shape = (index.shape[0], n_blocks)
     counter = (
         (index & _MASK32).expand(shape).contiguous(),
         (index >> 32).expand(shape).contiguous(),
         block.expand(shape).contiguous(),
         torch.full(shape, NOISE_STREAM, dtype=torch.int64, device=device),
     )
-    w0, w1, w2, w3 = _philox_words(counter, (seed & _MASK32, seed >> 32), _PHILOX_ROUNDS)
+    key = (key0.to(device)[:, None], key1.to(device)[:, None])
+    w0, w1, w2, w3 = _philox_words(counter, key, _PHILOX_ROUNDS)
     z0, z1 = _box_muller(_uniform(w0), _uniform(w1))
     z2, z3 = _box_muller(_uniform(w2), _uniform(w3))
     normals = torch.stack((z0, z1, z2, z3), dim=-1).to(torch.float32)
-    return normals.reshape(count, n_blocks * 4)[:, :dim].contiguous()
+    return normals.reshape(shape[0], n_blocks * 4)[:, :dim].contiguous()
+
+
+def _row_indices(ranges: Sequence[NoiseRange]) -> np.ndarray:
+    """The shower index of every row: ``start_index + k`` for ``k < n``, range after range (int64)."""
+    if not ranges:
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate([np.arange(r.n, dtype=np.int64) + np.int64(r.start_index) for r in ranges])
 
 
 def _check_arguments(seed: int, start_index: int, count: int, dim: int) -> None:

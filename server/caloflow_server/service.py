@@ -35,6 +35,7 @@ from caloflow_server.batcher import (
     constant_energies,
     listed_energies,
 )
+from caloflow_server.default_versions import DefaultVersions
 from caloflow_server.errors import (
     CaloflowServerError,
     DrainingError,
@@ -275,6 +276,7 @@ class GenerationService:
         self._batcher_options = batcher_options
         self._served: dict[tuple[str, int], _ServedModel] = {}
         self._default_overrides: dict[str, int] = {}
+        self._defaults = DefaultVersions(self.repository)
         self._retiring: set[asyncio.Task[None]] = set()
         for model in loaded:
             self._served[(model.model, model.version)] = self._new_served(model)
@@ -447,7 +449,7 @@ class GenerationService:
         if override is not None and override in loaded:
             return override
         try:
-            default = self.repository.default_version(model)
+            default = self._defaults.get(model)
         except RepositoryError:
             return loaded[-1]
         return default if default in loaded else loaded[-1]
