@@ -96,7 +96,30 @@ def test_command_times_the_icaloflow_chains_beside_the_reference(tmp_path: Path,
     assert "nflows_reference / fast = " in table and "batch 10000: 77.6 / 8,179" in table
 
 
-def test_models_and_bad_formats_are_named() -> None:
+def test_command_times_the_exported_student_and_the_teacher_chain(tmp_path: Path, capsys) -> None:
+    """fast_onnx (the served form, exported compact: float16 student weights) and the teacher chain (its fast
+    form: the eager teacher costs twice as much again; both go through the same chain selection) at batch 1."""
+    out = tmp_path / "bench.json"
+    args = [
+        "bench",
+        "generate",
+        "--model",
+        "tiny-ds2",
+        "--batch-sizes",
+        "1",
+        "--formats",
+        "eager,fast_onnx,teacher_fast",
+    ]
+    assert main([*args, "--threads", "1", "--repeats", "1", "--json", str(out)]) == 0
+    records = {r["format"]: r for r in json.loads(out.read_text())}
+    assert set(records) == {"eager", "fast_onnx", "teacher_fast"}
+    assert records["fast_onnx"]["max_shower_l1_vs_eager"] < 1e-3  # the student chain, float16-stored weights
+    assert records["teacher_fast"]["max_shower_l1_vs_eager"] > 0.1  # another model: the teachers
+    assert all(r["reference_ratio"] is None and r["calls"] == 1 for r in records.values())
+    assert "teacher_fast / fast_onnx = " in capsys.readouterr().out
+
+
+def test_model_names_resolve_to_the_family_and_its_dataset() -> None:
     ds3 = icaloflow_bench_model("tiny-ds3-electron")
     assert ds3 is not None and ds3.ds.name == "ds3-electron" and ds3.preset.name == "tiny"
     assert icaloflow_bench_model("tiny-ild") is None and icaloflow_bench_model("tiny-photon") is None
