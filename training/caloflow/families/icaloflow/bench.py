@@ -126,10 +126,10 @@ def icaloflow_bench_model(text: str) -> BenchModel | None:
 def _exported(model: BenchModel, fmt: str, threads: int) -> Runner:
     from caloflow.export.runners import load_runner
 
-    scratch = Path(tempfile.mkdtemp(prefix="icaloflow-bench-"))
     print(f"exporting the student chain ({fmt}, compact) ...", flush=True)
-    (artifact,) = export_sampler(reference(model.student), model.ds, scratch, (fmt,))
-    return load_runner(scratch / artifact.filename, fmt, threads)
+    with tempfile.TemporaryDirectory(prefix="icaloflow-bench-") as scratch:  # the runner holds the loaded graph
+        (artifact,) = export_sampler(reference(model.student), model.ds, Path(scratch), (fmt,))
+        return load_runner(Path(scratch) / artifact.filename, fmt, threads)
 
 
 def _torch_module(model: BenchModel, fmt: str, groups: int) -> torch.nn.Module:
