@@ -32,7 +32,7 @@ teacher chain at batch 1 000 is tens of minutes per call; ``--warm-up-rows`` kee
 (the former ``python -m caloflow.families.icaloflow.bench`` with its own loop is folded into this path).
 
 First figures (untrained, float32, 1 thread, wall ms per shower; contended: both cores busy with a training job,
-CPU time within 1 % of wall; the README has the commands): nflows reference / fast / fast_onnx at batch 1 and
+CPU time within 5 % of wall; the README has the commands): nflows reference / fast / fast_onnx at batch 1 and
 100 - small DS2 389 / 205 / 54 and 30.4 / 8.7 / 7.2; small DS3 400 / 145 / 63 and 74.6 / 18.4 / 19.1; paper DS2
 at batch 1 (one call each): reference 1 196, eager 630, fast 462, teacher 52 600; in a second run reference
 1 239, fast 457, fast_onnx 165 (7.5x). The paper-size figures at batch 100 - 10 000 are not measured yet.
