@@ -93,8 +93,7 @@ def untrained(
 
 def resolve_model(text: str, repo: Path, device: str) -> Model:
     """``PRESET-PARTICLE`` (untrained), a training run directory, or a model name / directory of ``repo``."""
-    if device == "cuda" and not torch.cuda.is_available():
-        raise CLIError("--device cuda: no CUDA device is available to torch")
+    check_device(device)
     if match := UNTRAINED.fullmatch(text):
         sampler, prep = untrained(match.group(1), match.group(2))
         return Model(f"{text} (untrained)", sampler.noise_dim, sampler, prep)
@@ -241,8 +240,17 @@ def load_all(model: Model, formats: list[str], compare_reference: bool, options:
 
         reference = reference_from_sampler(model.sampler, model.prep).to(options.device)
         runners[REFERENCE] = _torch_runner(reference, options.device)
-    sync = torch.cuda.synchronize if options.device == "cuda" else no_sync
-    return Loaded(model.noise_dim, runners, sync)
+    return Loaded(model.noise_dim, runners, synchronizer(options.device))
+
+
+def check_device(device: str) -> None:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise CLIError("--device cuda: no CUDA device is available to torch")
+
+
+def synchronizer(device: str) -> Callable[[], None]:
+    """What a timed call waits for before its clock stops: the CUDA stream, or nothing."""
+    return torch.cuda.synchronize if device == "cuda" else no_sync
 
 
 def no_sync() -> None:

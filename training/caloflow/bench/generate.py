@@ -11,7 +11,8 @@ rounds; shared by the formats timed together). ``--json FILE`` writes one record
 and batch size.
 
 Models: a training run directory, a model in ``--repo`` (its exported artifacts only: no weights, so
-no eager, fast or reference), an L2LFlows model (``paper-ild``: see :mod:`caloflow.families.l2lflows.bench`), or an
+no eager, fast or reference), an L2LFlows model (``paper-ild``: see :mod:`caloflow.families.l2lflows.bench`), an
+iCaloFlow model (``paper-ds2``, ``paper-ds3``, ``small-ds2``...: see :mod:`caloflow.families.icaloflow.bench`), or an
 untrained build ``PRESET-PARTICLE`` (``paper-photon``,
 ``small-pion``, ``tiny-photon``...): speed does not depend on the weights, so the published
 architecture's speed is measured without training it. Formats: ``eager`` (the plain sampler, masks
@@ -77,7 +78,9 @@ def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "generate", help="ms per shower of every format (CaloChallenge-style table)", description=__doc__
     )
-    parser.add_argument("--model", required=True, help="run dir, model name in --repo, or PRESET-PARTICLE")
+    parser.add_argument(
+        "--model", required=True, help="run dir, model name in --repo, PRESET-PARTICLE, PRESET-ild or PRESET-ds2|ds3"
+    )
     parser.add_argument("--repo", type=Path, default=Path("model_repo"), help="model repository (default model_repo)")
     parser.add_argument("--batch-sizes", default="1,100,10000", help="comma-separated (default 1,100,10000)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -114,6 +117,12 @@ def _run(args: argparse.Namespace) -> int:
         from caloflow.families.l2lflows.bench import print_l2l_summary
 
         print_l2l_summary(_time_all(*l2l, batches, args))
+        return 0
+    if (icaloflow := _icaloflow_loaded(args)) is not None:
+        from caloflow.families.icaloflow.bench import print_icaloflow_summary
+
+        name, ds, loaded = icaloflow
+        print_icaloflow_summary(_time_all(name, loaded, batches, args), ds)
         return 0
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
@@ -159,6 +168,29 @@ def _l2l_loaded(args: argparse.Namespace) -> tuple[str, Any] | None:
     except ValueError as error:
         raise CLIError(str(error)) from error
     return name, runners.Loaded(student.noise_dim, loaded_runners, runners.no_sync, inputs)
+
+
+def _icaloflow_loaded(args: argparse.Namespace) -> tuple[str, Any, Any] | None:
+    """The iCaloFlow family's runners, its dataset and name when ``--model`` names one of its models
+    (``PRESET-ds2``, ``PRESET-ds3``, a run directory): see :mod:`caloflow.families.icaloflow.bench`."""
+    from caloflow.bench import _generate_runners as runners
+    from caloflow.cli import CLIError
+    from caloflow.families.icaloflow.bench import ICALOFLOW_FORMATS, icaloflow_bench_model, icaloflow_runners
+
+    model = icaloflow_bench_model(args.model)
+    if model is None:
+        return None
+    runners.check_device(args.device)
+    formats = ICALOFLOW_FORMATS if args.formats == DEFAULT_FORMATS else [f for f in args.formats.split(",") if f]
+    runners.set_threads(args.threads)
+    try:
+        found, inputs = icaloflow_runners(
+            model, formats, args.compare_reference, args.device, args.threads, args.groups
+        )
+    except ValueError as error:
+        raise CLIError(str(error)) from error
+    loaded = runners.Loaded(model.student.noise_dim, found, runners.synchronizer(args.device), inputs)
+    return model.name, model.ds, loaded
 
 
 def _batch_sizes(text: str) -> list[int]:

@@ -97,8 +97,10 @@ def reference_student(
     n_blocks: int = 8,
     bins: int = 8,
     n_hidden_blocks: int = 1,
+    dropout: float = 0.05,
 ) -> nn.Module:
-    """The student's transform: InverseTransform(IAFRQS) blocks with ``permutations[i]`` after block i."""
+    """The student's transform: InverseTransform(IAFRQS) blocks with ``permutations[i]`` after block i (dropout:
+    DS1's 0.05, iCaloFlow's 0; inactive in eval mode either way)."""
     t, iaf = _nflows(), _iaf_class()
     layers: list[nn.Module] = []
     for i in range(n_blocks):
@@ -113,7 +115,7 @@ def reference_student(
             use_residual_blocks=False,
             random_mask=False,
             activation=F.relu,
-            dropout_probability=0.05,
+            dropout_probability=dropout,
             use_batch_norm=False,
             min_bin_width=1e-6,
             min_bin_height=1e-6,
