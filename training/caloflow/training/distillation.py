@@ -115,8 +115,15 @@ evaluations. Layer 0 still stops improving after the first step (block 0 positio
 at step 60): the shower-dependent part of its parameters is still learnt at the slow rate. Tried and not
 adopted (the code was dropped again): an unmasked, zero-initialised context-to-output term in the student's
 MADEs makes layer 0 worse (RMS 10.2 / 9.4 at steps 20 / 40, KL proxy 1 277 / 1 049); it is
-not measured on a teacher trained with it. Not measured: full-length (720-step) curves with the classifier
-AUC, and retrained demo models.
+not measured on a teacher trained with it.
+
+The retrained DS1 demo students (``make models``, the ``small`` preset, same data, seed and - bit for bit - the
+same teachers; the README's eval-demo table): data NLL above the teacher's photon +1 232 % -> +107 %, pion
++81 % -> +8.6 %; classifier student vs teacher (N = 10 000) photon AUC low/high 0.976/0.859 -> 0.919/0.845, pion
+0.827/0.746 -> 0.664/0.613. Full-length curves of the held-out KL proxy, one value per epoch of 120 (photon) /
+100 (pion) steps: 349 161 113 103 100.5 100.0 and 267 117 77 69 67.4 67.0 - the last three epochs, at learning
+rates below 4e-5, gain 3 %; the photon student is still step-limited there. Not measured: the classifier AUC
+per epoch.
 
 Reproduce: ``caloflow data standin --particle photon --seed 1``; ``caloflow train flow1``/``teacher``
 ``--preset small --epochs-flow1 5 --epochs-teacher 2 --threads 1`` (stopped after epoch 1); then a

@@ -113,7 +113,8 @@ def _small(particle: str, n_voxels: int) -> Preset:
     """Sized for 2 CPU cores and for the 25 MB budget of the committed demo models: 3 blocks of 4-bin
     splines, H = D - 1 (the narrowest exact MADE). Measured for the demo models (``make models``: both
     particles at once, one thread each, on a machine shared with other work): 69 min (photons) and
-    87 min (pions) wall; per shower with 2 threads, photon teacher ~0.9 ms and student 3-9 ms."""
+    87 min (pions) wall; per shower with 2 threads, photon teacher ~0.9 ms and student 3-9 ms. Version 3
+    (students start from the teacher's mean parameters): 61 and 72 min wall, ~13 of them paused."""
     pion = particle == "pion"
     flow1 = Flow1Config(schedule=Schedule(batch_size=500, epochs=20))
     teacher = TeacherConfig(
