@@ -130,10 +130,10 @@ def l2l_runners(
         elif fmt == "teacher":
             runners[fmt] = _torch_runner(reference_l2l_sampler(teacher, compact=False))
         elif fmt == "onnx":
-            scratch = Path(tempfile.mkdtemp(prefix="l2l-bench-"))
             print("exporting the student chain (onnx, compact) ...", flush=True)
-            (artifact,) = export_l2l(reference_l2l_sampler(student), scratch, energy_range)
-            runners[fmt] = load_runner(scratch / artifact.filename, "onnx", threads)
+            with tempfile.TemporaryDirectory(prefix="l2l-bench-") as scratch:  # the runner holds the loaded graph
+                (artifact,) = export_l2l(reference_l2l_sampler(student), Path(scratch), energy_range)
+                runners[fmt] = load_runner(Path(scratch) / artifact.filename, "onnx", threads)
         else:
             raise ValueError(f"--formats {fmt}: an L2LFlows model runs eager, onnx and teacher")
 
