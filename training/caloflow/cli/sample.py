@@ -1,8 +1,9 @@
 """``caloflow sample RUN_DIR --out FILE``: generate showers locally from a trained run (no server).
 
-Any family's run: a CaloFlow run writes a CaloChallenge file; an L2LFlows run writes an ILD file with its crop
-embedded in the full grid and the ``crop`` attribute (``--flow teacher``: the MAF teacher chain, the published
-L2LFlows generation; ``student``: the distilled chain).
+Any family's run: a CaloFlow or iCaloFlow run writes a CaloChallenge file; an L2LFlows run writes an ILD file
+with its crop embedded in the full grid and the ``crop`` attribute (``--flow teacher``: the MAF teacher chain,
+the published L2LFlows generation; ``student``: the distilled chain). ``--renormalise/--no-renormalise``
+overrides an iCaloFlow run's layer renormalisation.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ def register(subparsers: Any) -> None:
         default="student",
         help="teacher is slow (D passes; for L2LFlows the MAF layer chain)",
     )
+    parser.add_argument(
+        "--renormalise",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="iCaloFlow: scale each generated layer to flow-1's energy before the cut (default: the run's setting)",
+    )
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress", action="store_true")
@@ -51,6 +58,7 @@ def _handle(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         progress=not args.no_progress,
+        renormalise=args.renormalise,
     )
     print(f"wrote {path}")
     return 0

@@ -1,9 +1,10 @@
 """Generate showers from a trained run into its dataset's file, in batches, with provenance attributes.
 
-Any family's run: a CaloFlow run (CaloChallenge file) or an L2LFlows run (ILD file, the crop embedded in the full
-grid: :mod:`caloflow.families.l2lflows.sampling`). What a family provides is a :class:`SampleSource`: its
-generator ``(incident energies MeV (B, 1), noise (B, noise_dim)) -> showers``, its dataset, the file's attributes
-and, for a model that covers only part of its dataset's grid, how its cells land in the full grid.
+Any family's run: a CaloFlow or iCaloFlow run (CaloChallenge file; :mod:`caloflow.families.icaloflow.sampling`)
+or an L2LFlows run (ILD file, the crop embedded in the full grid: :mod:`caloflow.families.l2lflows.sampling`).
+What a family provides is a :class:`SampleSource`: its generator ``(incident energies MeV (B, 1), noise (B,
+noise_dim)) -> showers``, its dataset, the file's attributes and, for a model that covers only part of its
+dataset's grid, how its cells land in the full grid.
 
 Sampling runs the fast form of the sampler (:mod:`caloflow.export.fast`: the same function up to float
 rounding, no log-determinants, masked-out weights skipped). For the teacher that matters most: its MAF
@@ -13,6 +14,7 @@ photon run, 1 thread, batch 100: 668 ms per shower plain, 37 ms fast).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,10 +82,24 @@ def iter_samples(
     yield from _batches(_caloflow_source(run, flow, seed, device), energies_mev, seed, batch_size, device)
 
 
-def _source(run_dir: str | Path, flow: str, seed: int, device: torch.device) -> SampleSource:
-    from caloflow.families.l2lflows.runner import is_l2l_run
+def _run_family(run_dir: str | Path) -> str:
+    """The family a run directory's ``run.json`` names (CaloFlow runs predate the field: "caloflow")."""
+    path = Path(run_dir) / "run.json"
+    family = json.loads(path.read_text()).get("family", "caloflow") if path.is_file() else "caloflow"
+    return str(family)
 
-    if is_l2l_run(run_dir):
+
+def _source(
+    run_dir: str | Path, flow: str, seed: int, device: torch.device, renormalise: bool | None = None
+) -> SampleSource:
+    family = _run_family(run_dir)
+    if renormalise is not None and family != "icaloflow":
+        raise ValueError(f"--renormalise applies to iCaloFlow runs; {run_dir} is a {family} run")
+    if family == "icaloflow":
+        from caloflow.families.icaloflow.sampling import icaloflow_sample_source
+
+        return icaloflow_sample_source(run_dir, flow, seed, device, renormalise)
+    if family == "l2lflows":
         from caloflow.families.l2lflows.sampling import l2l_sample_source
 
         return l2l_sample_source(run_dir, flow, seed, device)
@@ -108,11 +124,13 @@ def sample_to_file(
     batch_size: int = 1000,
     device: str = "auto",
     progress: bool = True,
+    renormalise: bool | None = None,
 ) -> Path:
     """Showers of ``run_dir``'s ``flow`` chain at the energies of ``energies_from`` (any dataset layout, in order)
-    or ``scale`` x the dataset's file spectrum, written to ``out`` in the run's dataset's layout."""
+    or ``scale`` x the dataset's file spectrum, written to ``out`` in the run's dataset's layout. ``renormalise``
+    (iCaloFlow only; None: the run's setting) overrides the generation's layer renormalisation."""
     torch_device = resolve_device(device)
-    source = _source(run_dir, flow, seed, torch_device)
+    source = _source(run_dir, flow, seed, torch_device, renormalise)
     energies = _energies(source.ds, energies_from, scale, seed)
     layout: dict[str, Any] = {}
     if source.ds.layout != "calochallenge":
@@ -139,10 +157,11 @@ def run_attrs(record: dict[str, Any], directory: Path, *, preset: str, flow: str
     description, which ends with what the run was trained on (stand-in data, not Geant4, when it was)."""
     standin = bool(record["data"].get("standin"))
     trained_on = "stand-in data (not Geant4)" if standin else "the data in data_sha256"
+    particle = record.get("particle") or dataset(str(record["dataset"])).particle  # iCaloFlow runs name the dataset
     return {
         "generator": "caloflow",
         "caloflow_version": __version__,
-        "particle": str(record["particle"]),
+        "particle": str(particle),
         "flow": flow,
         "preset": preset,
         "run": str(directory),
