@@ -151,3 +151,57 @@ def test_bad_requests_name_the_field(
 def test_repository_lists_both_models_with_their_datasets(root: Path, published: Published) -> None:
     repo = ModelRepository(root / "repo")
     assert {repo.manifest(model).dataset for model in MODELS.values()} == set(MODELS)
+
+
+@pytest.mark.parametrize("chain", ["teacher", "student"])
+def test_sample_writes_either_chain_seeded_into_a_calochallenge_file(
+    root: Path, published: Published, chain: str
+) -> None:
+    """``caloflow sample RUN --flow teacher|student`` on an iCaloFlow run: the dataset's CaloChallenge layout at the
+    given file's energies, the chain's showers for the seed's noise (the student against its eager float64 chain,
+    the teacher against its fast form in float64 - the eager MAF inverse is O(D^2) passes, and the fast form's
+    parity with it is tested in test_icaloflow.py), the chain and renormalisation recorded (on by default);
+    ``--no-renormalise`` changes the showers."""
+    from caloflow.cli import main
+    from caloflow.data.dataset_files import check_dataset_file
+    from caloflow.data.hdf5 import read_incident_energies, read_showers
+    from caloflow.families.icaloflow.export import load_run
+    from caloflow.families.icaloflow.fast import fast_icaloflow_sampler
+
+    ds, run_dir = dataset("ds2-electron"), root / "ds2-electron"
+    energies_from = root / "energies_20.h5"
+    if not energies_from.exists():
+        write_standin_file(ds.name, energies_from, seed=3, scale=0.0002, progress=False)
+
+    def sample(out: Path, *extra: str) -> tuple[dict[str, object], np.ndarray]:
+        argv = ["sample", str(run_dir), "--out", str(out), "--flow", chain, "--seed", "2", "--device", "cpu"]
+        assert main([*argv, "--energies-from", str(energies_from), "--no-progress", *extra]) == 0
+        energies, showers = read_showers(out, ds.geometry)
+        np.testing.assert_allclose(energies[:, 0], read_incident_energies(energies_from), rtol=1e-6)
+        return dict(check_dataset_file(out, ds).attrs), np.asarray(showers)
+
+    attrs, showers = sample(root / f"{chain}.h5")
+    run = load_run(run_dir)
+    recorded = (attrs["flow"], attrs["family"], attrs["dataset"], attrs["renormalise"])
+    assert recorded == (chain, "icaloflow", ds.name, int(run.preset.renormalise)) and run.preset.renormalise
+    assert "not Geant4" in str(attrs["description"]) and showers.shape == (20, ds.n_voxels)
+    energies = torch.as_tensor(read_incident_energies(energies_from)[:, None], dtype=torch.float64)
+    noise = torch.randn(len(energies), run.sampler().noise_dim, generator=torch.Generator().manual_seed(2))
+    chain_model = run.sampler(chain) if chain == "student" else fast_icaloflow_sampler(run.sampler(chain))
+    with torch.no_grad():
+        expected = chain_model.double()(energies, noise.double()).numpy()
+    assert np.abs(showers - expected).sum() <= 1e-4 * np.abs(expected).sum()
+    plain_attrs, plain = sample(root / f"{chain}_plain.h5", "--no-renormalise")  # the reference's path
+    assert plain_attrs["renormalise"] == 0 and not np.array_equal(plain, showers)
+
+
+def test_renormalise_is_refused_for_a_run_of_another_family(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from caloflow.cli import main
+    from caloflow.training.sampling import sample_to_file
+
+    (tmp_path / "run.json").write_text('{"family": "l2lflows"}')
+    with pytest.raises(ValueError, match="--renormalise applies to iCaloFlow runs"):
+        sample_to_file(tmp_path, tmp_path / "x.h5", renormalise=True)
+    assert main(["export", str(tmp_path), "--repo", str(tmp_path / "repo"), "--model", "m", "--no-renormalise"]) != 0
+    assert "--renormalise applies to iCaloFlow runs" in capsys.readouterr().err
+    assert not (tmp_path / "repo").exists()

@@ -22,6 +22,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--make-default", action="store_true", help="point the model's default at the new version")
     parser.add_argument("--description", default=None)
+    parser.add_argument(
+        "--renormalise",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="iCaloFlow: scale generated layers to flow-1's energies (default: the run's setting)",
+    )
     parser.set_defaults(handler=_handle)
 
 
@@ -32,6 +38,8 @@ def _handle(args: argparse.Namespace) -> int:
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     family = _family(args.run)
+    if args.renormalise is not None and family != "icaloflow":
+        raise CLIError(f"--renormalise applies to iCaloFlow runs; {args.run} is a {family} run")
     if family == "icaloflow":
         return _handle_icaloflow(args, formats)
     if family == "l2lflows":
@@ -66,7 +74,8 @@ def _handle_icaloflow(args: argparse.Namespace, formats: list[str]) -> int:
     from caloflow.families.icaloflow.export import FORMATS, publish_run
 
     chosen = [f for f in formats if f in FORMATS] if args.formats == DEFAULT_FORMATS else formats
-    version, manifest, _ = publish_run(args.run, args.repo, args.model, formats=chosen, **_options(args))
+    options = {**_options(args), "renormalise": args.renormalise}
+    version, manifest, _ = publish_run(args.run, args.repo, args.model, formats=chosen, **options)
     _print_published(args.model, version, manifest, manifest.dataset)
     return 0
 

@@ -60,7 +60,10 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
         "--full-degrees", action="store_true", help="iCaloFlow: MADE widths >= D - 1 (paper DS3 truncates degrees)"
     )
     parser.add_argument(
-        "--renormalise", action="store_true", help="iCaloFlow: scale generated layers to flow-1's energies"
+        "--renormalise",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="iCaloFlow: scale generated layers to flow-1's energies (default; --no-renormalise: the reference)",
     )
 
 

@@ -108,7 +108,7 @@ def icaloflow_bench_model(text: str) -> BenchModel | None:
     """``PRESET-ds2`` / ``PRESET-ds3-electron`` (untrained) or an iCaloFlow run directory; ``None`` otherwise."""
     if match := _pattern().fullmatch(text):
         ds = dataset(next(n for n in DATASETS if n.startswith(match.group(2))))
-        preset = get_preset(match.group(1), ds)
+        preset = get_preset(match.group(1), ds, renormalise=False)  # the reference's generation path, to compare
         cond = Conditioning(ds.n_layers, ds.n_voxels // ds.n_layers)
         models = build_models(preset, cond, seed=0)
         chains = [

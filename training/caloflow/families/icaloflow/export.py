@@ -17,7 +17,7 @@ import logging
 import tempfile
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -187,9 +187,13 @@ def publish_run(
     make_default: bool = False,
     description: str | None = None,
     parity_batches: Sequence[int] = (1, 100),
+    renormalise: bool | None = None,
 ) -> tuple[int, Manifest, dict[str, Any]]:
-    """Export, check parity, add as the model's next version; returns (version, manifest, parity)."""
+    """Export, check parity, add as the model's next version; returns (version, manifest, parity).
+    ``renormalise`` overrides the run's generation setting (None: keep it); the manifest records the one used."""
     run = load_run(run_dir)
+    if renormalise is not None:
+        run = replace(run, preset=replace(run.preset, renormalise=renormalise))
     repo = ModelRepository(repo_root)
     Path(repo_root).mkdir(parents=True, exist_ok=True)
     eager = reference(run.sampler(), compact)
