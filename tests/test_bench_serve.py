@@ -36,6 +36,23 @@ def test_bench_serve_reports_every_figure(tmp_path: Path, capsys: pytest.Capture
     assert report["one_shower_clients"] == 3 and "under load (3 one-shower clients)" in printed
 
 
+def test_bench_serve_without_one_shower_clients_times_the_stream_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repository = make_repository(tmp_path / "repo")
+    out = tmp_path / "bench.json"
+    code = main(
+        ["bench", "serve", "--repo", str(repository.root), "--model", "tiny_photon", "--count", "200",
+         "--grpc-count", "0", "--engine-batches", "16", "--engine-seconds", "0.1", "--latency-requests", "2",
+         "--one-shower-clients", "0", "--json", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["http_showers_per_s"] > 0 and report["loaded_latency"] is None and report["one_shower_clients"] == 0
+    assert "under load" not in capsys.readouterr().out
+    assert main(["bench", "serve", "--repo", str(repository.root), "--one-shower-clients", "-1"]) == 2
+
+
 def test_bench_serve_rejects_a_setting_that_is_not_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "serve", "--repo", str(tmp_path), "--env", "MAX_BATCH=3"]) == 2
     assert "CALOFLOW_NAME=VALUE" in capsys.readouterr().err

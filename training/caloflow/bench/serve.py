@@ -12,7 +12,8 @@ One run, one model, figures printed (and ``--json``):
 3. **idle latency**: ``--latency-requests`` one-shower requests, one after another (p50/p99 seconds);
 4. **HTTP npy stream** of ``--count`` showers while ``--one-shower-clients`` other clients (default 1) each send
    one-shower requests, one after another - showers/s, and the latency under load over all their requests
-   (the issue's load: ``--count 100000 --one-shower-clients 20``);
+   (the issue's load: ``--count 100000 --one-shower-clients 20``; 0 clients: the stream alone, for a model whose
+   one-shower calls cost so much CPU that they would take the stream's share);
 5. **gRPC stream** of ``--grpc-count`` showers through the native ``Generate`` call;
 6. server RSS after the streams (growth against step 2).
 
@@ -56,7 +57,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--engine-seconds", type=float, default=5.0, help="timing per engine layout (5 s)")
     parser.add_argument("--latency-requests", type=int, default=200, help="idle one-shower requests (200)")
     parser.add_argument(
-        "--one-shower-clients", type=int, default=1, help="concurrent one-shower clients during the stream (1)"
+        "--one-shower-clients",
+        type=int,
+        default=1,
+        help="concurrent one-shower clients during the stream (1; 0: the stream alone, no latency under load)",
     )
     parser.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE", help="server setting, e.g. CALOFLOW_DEVICE=cuda"
@@ -102,6 +106,8 @@ class Report:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.one_shower_clients < 0:
+        raise CLIError(f"--one-shower-clients must be at least 0, got {args.one_shower_clients}")
     batches = [int(part) for part in args.engine_batches.split(",") if part.strip()]
     env = dict(_parse_env(item) for item in args.env)
     report = Report(model=args.model, server_settings=env)
@@ -135,7 +141,7 @@ def _measure_server(server: ServerProcess, args: argparse.Namespace, report: Rep
     print(f"idle one-shower latency: {_latency_text(report.idle_latency)}", flush=True)
     seconds, probe = _stream_under_probes(server, args)
     report.http_showers_per_s = args.count / seconds
-    report.loaded_latency = Latency.of(probe)
+    report.loaded_latency = Latency.of(probe) if args.one_shower_clients else None
     report.one_shower_clients = args.one_shower_clients
     print(f"HTTP npy stream: {args.count} showers in {seconds:.1f} s", flush=True)
     grpc_count = args.count if args.grpc_count is None else args.grpc_count
@@ -151,8 +157,6 @@ def _stream_under_probes(server: ServerProcess, args: argparse.Namespace) -> tup
     """Seconds of the HTTP stream, and the latencies of the one-shower clients that ran beside it."""
     from caloflow.bench.serve_clients import http_stream, one_shower_latencies
 
-    if args.one_shower_clients < 1:
-        raise CLIError(f"--one-shower-clients must be at least 1, got {args.one_shower_clients}")
     stop = threading.Event()
     samples: list[list[float]] = [[] for _ in range(args.one_shower_clients)]
     failures: list[BaseException] = []
