@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 DATA   ?= data
 SCALE  ?= 1.0
 
-.PHONY: setup protos serve test lint typecheck pytest gpu-check demo models model-photon model-pion model-ild bench-standin bench-generate bench-serve eval-demo quality clean
+.PHONY: setup protos serve test lint typecheck pytest gpu-check demo models model-photon model-pion model-ild model-ds2 model-ds3 bench-standin bench-generate bench-serve eval-demo quality clean
 
 setup: $(STAMP)
 
@@ -60,7 +60,7 @@ MODEL_SEED ?= 1
 RUNS       ?= runs
 
 models: $(STAMP)
-	$(MAKE) -j2 model-photon model-pion model-ild
+	$(MAKE) -j2 model-photon model-pion model-ild model-ds2 model-ds3
 
 model-photon model-pion: model-%: $(STAMP)
 	$(BIN)/caloflow data standin --particle $* --out $(DATA)/standin_$*_1.h5 --seed 1 --no-progress
@@ -77,6 +77,15 @@ model-ild: $(STAMP)
 		--out $(RUNS)/small_ild --seed $(MODEL_SEED) --threads 1 --resume --no-progress
 	$(BIN)/caloflow export $(RUNS)/small_ild --repo model_repo --model l2lflows_ild --formats onnx --make-default
 	$(BIN)/caloflow repo prune l2lflows_ild --repo model_repo
+
+# iCaloFlow for CaloChallenge Datasets 2 and 3 (electrons, 45 layers): 20 000 stand-in showers each (--scale 0.2),
+# the `small` preset, served as one fast ONNX graph (float16 students). DS2: 38 min on one thread (the other core busy).
+model-ds2 model-ds3: model-%: $(STAMP)
+	$(BIN)/caloflow data standin --dataset $*-electron --out $(DATA)/standin_$*-electron_1.h5 --seed 1 --scale 0.2 --no-progress
+	$(BIN)/caloflow train all --dataset $*-electron --preset small --data $(DATA)/standin_$*-electron_1.h5 \
+		--out $(RUNS)/small_$* --seed $(MODEL_SEED) --threads 1 --resume --no-progress
+	$(BIN)/caloflow export $(RUNS)/small_$* --repo model_repo --model icaloflow_$* --formats fast_onnx --make-default
+	$(BIN)/caloflow repo prune icaloflow_$* --repo model_repo
 
 bench-standin: $(STAMP)
 	$(BIN)/python benchmarks/bench_standin.py
@@ -110,16 +119,22 @@ QUALITY_N ?= 10000
 $(DATA)/standin_ild_2.h5:
 	$(BIN)/caloflow data standin --dataset ild-photon --out $@ --seed 2 --scale 0.1 --no-progress
 
+$(DATA)/standin_ds2-electron_2.h5:
+	$(BIN)/caloflow data standin --dataset ds2-electron --out $@ --seed 2 --scale 0.1 --no-progress
+
 $(DATA)/standin_%_2.h5:
 	$(BIN)/caloflow data standin --particle $* --out $@ --seed 2 --no-progress
 
-quality: $(STAMP) $(DATA)/standin_photon_2.h5 $(DATA)/standin_pion_2.h5 $(DATA)/standin_ild_2.h5
+quality: $(STAMP) $(DATA)/standin_photon_2.h5 $(DATA)/standin_pion_2.h5 $(DATA)/standin_ild_2.h5 \
+		$(DATA)/standin_ds2-electron_2.h5
 	$(BIN)/caloflow repo quality caloflow_photon --repo model_repo --reference $(DATA)/standin_photon_2.h5 \
 		--n $(QUALITY_N) --threads 1 --no-progress
 	$(BIN)/caloflow repo quality caloflow_pion --repo model_repo --reference $(DATA)/standin_pion_2.h5 \
 		--n $(QUALITY_N) --threads 1 --no-progress
 	$(BIN)/caloflow repo quality l2lflows_ild --repo model_repo --reference $(DATA)/standin_ild_2.h5 \
 		--n $(QUALITY_N) --threads 1 --no-progress --metrics hist,energy,corr,cls-high,fpd,kpd,w1,prdc
+	$(BIN)/caloflow repo quality icaloflow_ds2 --repo model_repo --reference $(DATA)/standin_ds2-electron_2.h5 \
+		--n $(QUALITY_N) --threads 1 --no-progress
 
 # Everything that needs a GPU (CUDA tests, paper-size photon benchmark in every precision mode, the served path on
 # CUDA with its TF32 state asserted, the GPU precision gates) in one run of at most ~8 min on one H100, into one

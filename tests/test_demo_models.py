@@ -29,7 +29,8 @@ class Demo:
     visible_fraction: tuple[float, float]  # bounds of the mean (sum of served cells) / E_inc there
 
 
-# Visible fractions of the stand-in data: DS1 photons ~0.99, pions ~0.8 at 65 GeV; ILD photons deposit ~1.8 %
+# Visible fractions of the stand-in data: DS1 photons ~0.99, pions ~0.8 at 65 GeV, DS2/DS3 electrons 0.99 +- 0.02
+# (30-150 GeV); ILD photons deposit ~1.8 %
 # of E_inc in the silicon of the served 10 x 10 crop (0.0179 +- 0.0016 over 2 000 seed-2 stand-in showers).
 DEMO_MODELS = {
     "caloflow_photon": Demo(
@@ -37,6 +38,9 @@ DEMO_MODELS = {
     ),
     "caloflow_pion": Demo(
         "ds1-pion", "pion", 533, (256.0, 4194304.0), "model.fast.onnx", 15_000_000, 65536.0, (0.3, 1.2)
+    ),
+    "icaloflow_ds2": Demo(
+        "ds2-electron", "electron", 6480, (1000.0, 1000000.0), "model.fast.onnx", 25_000_000, 65536.0, (0.8, 1.2)
     ),
     "l2lflows_ild": Demo(
         "ild-photon", "photon", 3000, (10000.0, 100000.0), "model.onnx", 25_000_000, 50000.0, (0.012, 0.024)
