@@ -42,6 +42,9 @@ DEMO_MODELS = {
     "icaloflow_ds2": Demo(
         "ds2-electron", "electron", 6480, (1000.0, 1000000.0), "model.fast.onnx", 25_000_000, 65536.0, (0.8, 1.2)
     ),
+    "icaloflow_ds3": Demo(
+        "ds3-electron", "electron", 40500, (1000.0, 1000000.0), "model.fast.onnx", 25_000_000, 65536.0, (0.8, 1.2)
+    ),
     "l2lflows_ild": Demo(
         "ild-photon", "photon", 3000, (10000.0, 100000.0), "model.onnx", 25_000_000, 50000.0, (0.012, 0.024)
     ),
