@@ -120,14 +120,14 @@ QUALITY_N ?= 10000
 $(DATA)/standin_ild_2.h5:
 	$(BIN)/caloflow data standin --dataset ild-photon --out $@ --seed 2 --scale 0.1 --no-progress
 
-$(DATA)/standin_ds2-electron_2.h5:
-	$(BIN)/caloflow data standin --dataset ds2-electron --out $@ --seed 2 --scale 0.1 --no-progress
+$(DATA)/standin_ds2-electron_2.h5 $(DATA)/standin_ds3-electron_2.h5: $(DATA)/standin_%_2.h5:
+	$(BIN)/caloflow data standin --dataset $* --out $@ --seed 2 --scale 0.1 --no-progress
 
 $(DATA)/standin_%_2.h5:
 	$(BIN)/caloflow data standin --particle $* --out $@ --seed 2 --no-progress
 
 quality: $(STAMP) $(DATA)/standin_photon_2.h5 $(DATA)/standin_pion_2.h5 $(DATA)/standin_ild_2.h5 \
-		$(DATA)/standin_ds2-electron_2.h5
+		$(DATA)/standin_ds2-electron_2.h5 $(DATA)/standin_ds3-electron_2.h5
 	$(BIN)/caloflow repo quality caloflow_photon --repo model_repo --reference $(DATA)/standin_photon_2.h5 \
 		--n $(QUALITY_N) --threads 1 --no-progress
 	$(BIN)/caloflow repo quality caloflow_pion --repo model_repo --reference $(DATA)/standin_pion_2.h5 \
@@ -136,6 +136,8 @@ quality: $(STAMP) $(DATA)/standin_photon_2.h5 $(DATA)/standin_pion_2.h5 $(DATA)/
 		--n $(QUALITY_N) --threads 1 --no-progress --metrics hist,energy,corr,cls-high,fpd,kpd,w1,prdc
 	$(BIN)/caloflow repo quality icaloflow_ds2 --repo model_repo --reference $(DATA)/standin_ds2-electron_2.h5 \
 		--n $(QUALITY_N) --threads 1 --no-progress
+	$(BIN)/caloflow repo quality icaloflow_ds3 --repo model_repo --reference $(DATA)/standin_ds3-electron_2.h5 \
+		--n 5000 --threads 1 --no-progress --metrics hist,energy,corr,cls-high,fpd,kpd,w1,prdc
 
 # Everything that needs a GPU (CUDA tests, paper-size photon benchmark in every precision mode, the served path on
 # CUDA with its TF32 state asserted, the GPU precision gates) in one run of at most ~8 min on one H100, into one
