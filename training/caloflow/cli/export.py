@@ -34,10 +34,11 @@ def register(subparsers: Any) -> None:
 def _handle(args: argparse.Namespace) -> int:
     from caloflow.cli import CLIError
     from caloflow.publish import publish_run
+    from caloflow.training.run_dir import run_family
     from caloflow_repo import RepositoryError
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    family = _family(args.run)
+    family = run_family(args.run)
     if args.renormalise is not None and family != "icaloflow":
         raise CLIError(f"--renormalise applies to iCaloFlow runs; {args.run} is a {family} run")
     if family == "icaloflow":
@@ -60,14 +61,6 @@ def _print_published(model: str, version: int, manifest: Any, what: str) -> None
     print(f"{model} version {version}: {what}, {manifest.total_size_bytes:,d} bytes")
     for artifact in manifest.artifacts:
         print(f"  {artifact.filename:<15} {artifact.format:<12} {artifact.size_bytes:>12,d}  sha256 {artifact.sha256}")
-
-
-def _family(run: str) -> str:
-    import json
-    from pathlib import Path
-
-    record = Path(run) / "run.json"
-    return str(json.loads(record.read_text()).get("family", "caloflow")) if record.exists() else "caloflow"
 
 
 def _handle_icaloflow(args: argparse.Namespace, formats: list[str]) -> int:

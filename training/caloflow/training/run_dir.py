@@ -51,6 +51,13 @@ def preset_from_dict(data: dict[str, Any]) -> Preset:
     return Preset(data["name"], data["particle"], flow1, teacher, student, data["bins"], data["tail_bound"])
 
 
+def run_family(directory: str | Path) -> str:
+    """The model family a run directory's ``run.json`` names; "caloflow" without one or without the field (CaloFlow
+    runs predate it)."""
+    path = Path(directory) / "run.json"
+    return str(json.loads(path.read_text()).get("family", "caloflow")) if path.is_file() else "caloflow"
+
+
 def load_run(directory: str | Path, device: torch.device | str = "cpu") -> TrainedRun:
     """Rebuild flow-I, teacher and student of a finished run from ``run.json`` and the ``best.pt`` files."""
     root = Path(directory)

@@ -14,7 +14,6 @@ photon run, 1 thread, batch 100: 668 ms per shower plain, 37 ms fast).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from caloflow.data.datasets import Dataset, dataset
 from caloflow.data.hdf5 import ShowerWriter, file_layout, read_incident_energies
 from caloflow.export.fast import fast_sampler
 from caloflow.sampler import draw_noise
-from caloflow.training.run_dir import TrainedRun, load_run
+from caloflow.training.run_dir import TrainedRun, load_run, run_family
 from caloflow.training.runner import resolve_device
 
 __all__ = ["SampleSource", "iter_samples", "run_attrs", "sample_to_file"]
@@ -82,17 +81,10 @@ def iter_samples(
     yield from _batches(_caloflow_source(run, flow, seed, device), energies_mev, seed, batch_size, device)
 
 
-def _run_family(run_dir: str | Path) -> str:
-    """The family a run directory's ``run.json`` names (CaloFlow runs predate the field: "caloflow")."""
-    path = Path(run_dir) / "run.json"
-    family = json.loads(path.read_text()).get("family", "caloflow") if path.is_file() else "caloflow"
-    return str(family)
-
-
 def _source(
     run_dir: str | Path, flow: str, seed: int, device: torch.device, renormalise: bool | None = None
 ) -> SampleSource:
-    family = _run_family(run_dir)
+    family = run_family(run_dir)
     if renormalise is not None and family != "icaloflow":
         raise ValueError(f"--renormalise applies to iCaloFlow runs; {run_dir} is a {family} run")
     if family == "icaloflow":

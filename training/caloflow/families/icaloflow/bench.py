@@ -40,7 +40,6 @@ at batch 1 (one call each): reference 1 196, eager 630, fast 462, teacher 52 600
 
 from __future__ import annotations
 
-import json
 import re
 import tempfile
 from collections.abc import Callable, Sequence
@@ -60,6 +59,7 @@ from caloflow.families.icaloflow.models import build_models
 from caloflow.families.icaloflow.presets import ICaloFlowPreset, get_preset
 from caloflow.families.icaloflow.runner import DATASETS
 from caloflow.families.icaloflow.sampler import ICaloFlowSampler
+from caloflow.training.run_dir import run_family
 
 __all__ = [
     "ICALOFLOW_FORMATS",
@@ -116,8 +116,7 @@ def icaloflow_bench_model(text: str) -> BenchModel | None:
             for f2, f3 in ((models.student2, models.student3), (models.flow2, models.flow3))
         ]
         return BenchModel(f"{text} (untrained)", ds, preset, cond, *chains)
-    run_json = Path(text) / "run.json"
-    if run_json.is_file() and json.loads(run_json.read_text()).get("family") == "icaloflow":
+    if run_family(text) == "icaloflow":
         run = load_run(text)
         return BenchModel(text, run.ds, run.preset, run.cond, run.sampler("student"), run.sampler("teacher"))
     return None
