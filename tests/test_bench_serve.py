@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_server_support import make_repository
@@ -13,16 +14,21 @@ from test_server_support import make_repository
 from caloflow.cli import main
 
 
-def test_bench_serve_reports_every_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def _bench_serve(tmp_path: Path, *options: str) -> dict[str, Any]:
+    """``caloflow bench serve`` on the tiny repository's ``tiny_photon`` with ``options``; its --json report."""
     repository = make_repository(tmp_path / "repo")
     out = tmp_path / "bench.json"
-    code = main(
-        ["bench", "serve", "--repo", str(repository.root), "--model", "tiny_photon", "--count", "600",
-         "--grpc-count", "300", "--engine-batches", "1,16", "--engine-seconds", "0.2", "--latency-requests", "5",
-         "--one-shower-clients", "3", "--env", "CALOFLOW_MAX_BATCH_SHOWERS=32", "--json", str(out)]
+    argv = ["bench", "serve", "--repo", str(repository.root), "--model", "tiny_photon", *options, "--json", str(out)]
+    assert main(argv) == 0
+    report: dict[str, Any] = json.loads(out.read_text())
+    return report
+
+
+def test_bench_serve_reports_every_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = _bench_serve(
+        tmp_path, "--count", "600", "--grpc-count", "300", "--engine-batches", "1,16", "--engine-seconds", "0.2",
+        "--latency-requests", "5", "--one-shower-clients", "3", "--env", "CALOFLOW_MAX_BATCH_SHOWERS=32",
     )  # fmt: skip
-    assert code == 0
-    report = json.loads(out.read_text())
     engine = report["engine_showers_per_s"]
     assert set(engine) == {"batch 1", "batch 16", next(k for k in engine if "server's layout" in k)}
     assert "batch 32 x" in next(k for k in engine if "server's layout" in k)  # the --env setting reached the layout
@@ -39,18 +45,13 @@ def test_bench_serve_reports_every_figure(tmp_path: Path, capsys: pytest.Capture
 def test_bench_serve_without_one_shower_clients_times_the_stream_alone(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repository = make_repository(tmp_path / "repo")
-    out = tmp_path / "bench.json"
-    code = main(
-        ["bench", "serve", "--repo", str(repository.root), "--model", "tiny_photon", "--count", "200",
-         "--grpc-count", "0", "--engine-batches", "16", "--engine-seconds", "0.1", "--latency-requests", "2",
-         "--one-shower-clients", "0", "--json", str(out)]
+    report = _bench_serve(
+        tmp_path, "--count", "200", "--grpc-count", "0", "--engine-batches", "16", "--engine-seconds", "0.1",
+        "--latency-requests", "2", "--one-shower-clients", "0",
     )  # fmt: skip
-    assert code == 0
-    report = json.loads(out.read_text())
     assert report["http_showers_per_s"] > 0 and report["loaded_latency"] is None and report["one_shower_clients"] == 0
     assert "under load" not in capsys.readouterr().out
-    assert main(["bench", "serve", "--repo", str(repository.root), "--one-shower-clients", "-1"]) == 2
+    assert main(["bench", "serve", "--repo", str(tmp_path / "repo"), "--one-shower-clients", "-1"]) == 2
 
 
 def test_bench_serve_rejects_a_setting_that_is_not_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -61,15 +62,10 @@ def test_bench_serve_rejects_a_setting_that_is_not_one(tmp_path: Path, capsys: p
 def test_bench_serve_engine_only_reports_the_engine_and_starts_no_server(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repository = make_repository(tmp_path / "repo")
-    out = tmp_path / "bench.json"
-    code = main(
-        ["bench", "serve", "--repo", str(repository.root), "--model", "tiny_photon", "--engine-only",
-         "--engine-batches", "8", "--engine-seconds", "0.1", "--env", "CALOFLOW_MAX_CONCURRENT_BATCHES=1",
-         "--env", "CALOFLOW_INTRA_OP_THREADS=1", "--json", str(out)]
+    report = _bench_serve(
+        tmp_path, "--engine-only", "--engine-batches", "8", "--engine-seconds", "0.1",
+        "--env", "CALOFLOW_MAX_CONCURRENT_BATCHES=1", "--env", "CALOFLOW_INTRA_OP_THREADS=1",
     )  # fmt: skip
-    assert code == 0
-    report = json.loads(out.read_text())
     layouts = {"batch 8", "batch 64 x 1 calls in parallel (the server's layout)"}
     assert set(report["engine_showers_per_s"]) == set(report["engine_cpu_ms_per_shower"]) == layouts
     assert all(value > 0 for value in report["engine_cpu_ms_per_shower"].values())
