@@ -218,16 +218,41 @@ def test_slow_consumer_stalls_only_itself(model: LoadedModel) -> None:
         fast = batcher.stream(constant_energies(1000.0), 20_000, seed=2, chunk_showers=256)
         _, showers, _ = await collect(fast)  # completes while the slow consumer sleeps
         assert showers.shape == (20_000, 8)
-        assert slow.buffered_chunks <= 2 and slow.outstanding_showers <= 2 * 64
+        window = batcher.stream_window(64)
+        assert window == 2 * 256  # one batch running and one ahead: more than 2 chunks of 64
+        assert slow.buffered_chunks <= window // 64 and slow.outstanding_showers <= window
         assert recorder.batches_with(slow.request_id) <= 3
         for _ in range(10):  # it resumes where it stopped
             chunk = await slow.__anext__()
-            assert slow.buffered_chunks <= 2 and slow.outstanding_showers <= 2 * 64
+            assert slow.buffered_chunks <= window // 64 and slow.outstanding_showers <= window
         assert chunk.start_index == 10 * 64
         await slow.aclose()
         await batcher.aclose()
 
     run(main)
+
+
+def test_a_lone_stream_of_small_chunks_keeps_every_call_full(model: LoadedModel) -> None:
+    """A wide model's chunks hold few showers (a 2 MiB chunk is 12 DS3 showers): the stream's window must still
+    cover every concurrent call and one ahead, or a lone stream runs one short call at a time. The calls take
+    20 ms, as a wide model's do: the consumer reads faster than the model computes (the fill delay lets it take
+    a finished batch when two calls end together)."""
+    recorder = Recorder()
+    runtime = RecordingRuntime(model.runtime, delay_s=0.02)
+
+    async def main() -> tuple[np.ndarray, np.ndarray, list[int]]:
+        batcher = Batcher(runtime, max_batch_showers=64, max_delay_ms=2.0, max_concurrent_batches=2, observer=recorder)
+        try:
+            assert batcher.stream_window(5) == 3 * 64
+            return await collect(batcher.stream(constant_energies(5000.0), 640, seed=3, chunk_showers=5))
+        finally:
+            await batcher.aclose()
+
+    energies, showers, starts = run(main)
+    assert [stats.batch_showers for stats in recorder.batches] == [64] * 10
+    assert starts == list(range(0, 640, 5))
+    expected = reference_showers(energies, shower_noise(3, 0, 640, NOISE_DIM).numpy())
+    np.testing.assert_allclose(showers, expected, rtol=1e-5)
 
 
 def _load_pattern(batcher: Batcher) -> list[ShowerStream]:

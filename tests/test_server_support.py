@@ -12,6 +12,7 @@ test that non-finite output never leaves the server.
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -120,17 +121,21 @@ def make_repository(root: Path) -> ModelRepository:
 
 class RecordingRuntime:
     """The real runtime, recording every call's row count; ``skew_below`` rows or fewer change their last bit
-    (a backend whose small-call kernels round differently)."""
+    (a backend whose small-call kernels round differently); ``delay_s``: each call also sleeps that long (a
+    model as slow as a wide one)."""
 
-    def __init__(self, inner: Runtime, skew_below: int = 0) -> None:
+    def __init__(self, inner: Runtime, skew_below: int = 0, delay_s: float = 0.0) -> None:
         self.inner = inner
         self.backend, self.device = inner.backend, inner.device
         self.noise_dim, self.n_voxels = inner.noise_dim, inner.n_voxels
         self.skew_below = skew_below
+        self.delay_s = delay_s
         self.calls: list[int] = []
 
     def run(self, incident_mev: np.ndarray, noise: np.ndarray | torch.Tensor) -> np.ndarray:
         self.calls.append(incident_mev.shape[0])
+        if self.delay_s:
+            time.sleep(self.delay_s)
         out: np.ndarray = self.inner.run(incident_mev, noise)
         if incident_mev.shape[0] <= self.skew_below:
             out = np.nextafter(out, np.float32(np.inf)).astype(np.float32)

@@ -7,8 +7,12 @@ arriving while a million-shower stream runs is in the next batch. Inputs are mad
 thread: energies from the request's ``EnergySource``, noise from ``shower_noise(seed, index)`` (all of a batch's
 requests in one ``shower_noise_ranges`` pass), so a shower's inputs do not depend on how requests were batched.
 
-Each request may have at most ``buffer_chunks * chunk_showers`` showers scheduled but not yet taken by its
-consumer: a slow consumer stalls its own request and nothing else, and memory is O(chunk) per request. When
+Each request may have at most ``stream_window(chunk_showers)`` showers scheduled but not yet taken by its
+consumer: ``buffer_chunks * chunk_showers``, and never less than ``(max_concurrent_batches + 1) * max_batch_showers``
+so that one stream alone keeps every model call full (with one batch computed ahead while the consumer reads the
+last). Without that floor a wide model starved: a DS3 shower is 162 kB, so a 2 MiB chunk holds 12 showers and the
+old window of 24 let a lone stream run one 24-row call at a time (54 % of the engine on 2 cores). A slow consumer
+stalls its own request and nothing else, and memory is O(max(chunk, batch x calls)) per request. When
 the consumer stops (``aclose``, cancellation, or the stream object is garbage collected) the request's
 unscheduled showers are dropped at once; at most the batch already running still computes some of them.
 
@@ -329,7 +333,7 @@ class Batcher:
             seed,
             start_index,
             chunk,
-            chunk * self.buffer_chunks,
+            self.stream_window(chunk),
             time.monotonic(),
             small=count <= self.latency_lane_showers,
         )
@@ -338,6 +342,10 @@ class Batcher:
         self._notify_queue()
         self._wake()
         return ShowerStream(self, request)
+
+    def stream_window(self, chunk_showers: int) -> int:
+        """Most showers a request with this chunk size may have scheduled and not yet taken (module docstring)."""
+        return max(chunk_showers * self.buffer_chunks, (self.max_concurrent_batches + 1) * self.max_batch_showers)
 
     @property
     def pending_showers(self) -> int:
@@ -635,7 +643,7 @@ class ShowerStream:
 
     @property
     def outstanding_showers(self) -> int:
-        """Showers scheduled or computed but not yet taken: at most ``buffer_chunks * chunk_showers``."""
+        """Showers scheduled or computed but not yet taken: at most ``Batcher.stream_window(chunk_showers)``."""
         return self._request.scheduled - self._request.consumed
 
     def __aiter__(self) -> ShowerStream:
@@ -740,12 +748,29 @@ def _assemble(request: _Request) -> None:
     buffered = offset - request.emitted
     while buffered >= request.chunk_showers or (buffered > 0 and offset == request.count):
         n = min(buffered, request.chunk_showers)
-        energies = np.concatenate([part[0] for part in request.partial])
-        showers = np.concatenate([part[1] for part in request.partial])
-        request.chunks.append(ShowerChunk(request.start_index + request.emitted, energies[:n], showers[:n]))
-        request.partial = [(energies[n:], showers[n:])] if n < buffered else []
+        energies, showers = _take_rows(request.partial, n)
+        request.chunks.append(ShowerChunk(request.start_index + request.emitted, energies, showers))
         request.emitted += n
         buffered -= n
+
+
+def _take_rows(parts: list[tuple[np.ndarray, np.ndarray]], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` rows of ``parts`` (removed from it): a view when one part holds them, else one copy of
+    those rows only (joining every buffered part per chunk copied a wide model's batch once per chunk)."""
+    taken: list[tuple[np.ndarray, np.ndarray]] = []
+    need = n
+    while need:
+        energies, showers = parts[0]
+        rows = min(need, energies.shape[0])
+        taken.append((energies[:rows], showers[:rows]))
+        if rows < energies.shape[0]:
+            parts[0] = (energies[rows:], showers[rows:])
+        else:
+            parts.pop(0)
+        need -= rows
+    if len(taken) == 1:
+        return taken[0]
+    return np.concatenate([part[0] for part in taken]), np.concatenate([part[1] for part in taken])
 
 
 def _notify(hook: Callable[..., None], *args: object) -> None:
