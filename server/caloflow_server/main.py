@@ -35,6 +35,7 @@ from caloflow_server.app import ModelControl, ServerState
 from caloflow_server.errors import CaloflowServerError
 from caloflow_server.http_app import build_http_app
 from caloflow_server.http_server import HttpServer
+from caloflow_server.malloc import set_mmap_threshold
 from caloflow_server.metrics import ServerMetrics, cuda_memory_by_device, nvml_gpu_stats
 from caloflow_server.service import GenerationService
 from caloflow_server.settings import Settings
@@ -276,7 +277,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"caloflow-serve: invalid settings: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    configure_malloc(settings.malloc_mmap_threshold_bytes)
     return asyncio.run(serve(settings))
+
+
+def configure_malloc(mmap_threshold_bytes: int) -> None:
+    """Fix glibc's mmap threshold (``caloflow_server.malloc``); 0 leaves the C library as it is."""
+    if not mmap_threshold_bytes:
+        return
+    if set_mmap_threshold(mmap_threshold_bytes):
+        logger.info("malloc: buffers above %d bytes are mapped and returned when freed", mmap_threshold_bytes)
+    else:
+        logger.warning("malloc: this C library has no mallopt (not glibc); its mmap threshold is left as it is")
 
 
 def _package_version() -> str:

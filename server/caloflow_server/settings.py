@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     )
     drain_timeout_s: float = Field(30.0, ge=0.0, description="after that: seconds in-flight streams may finish")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    malloc_mmap_threshold_bytes: int = Field(
+        _MiB,
+        ge=0,
+        le=32 * _MiB,
+        description="glibc: allocations above this size get their own mapping, returned when freed (a fixed "
+        "threshold: glibc's dynamic one keeps freed batch buffers in its heaps); 0: leave glibc's default",
+    )
 
     @field_validator("models", "warmup_batch_sizes", "shape_buckets", mode="before")
     @classmethod
