@@ -135,3 +135,19 @@ def test_ranges_equal_one_call_per_range() -> None:
 def test_ranges_check_every_range() -> None:
     with pytest.raises(ValueError, match="seed"):
         shower_noise_ranges([NoiseRange(1, 0, 1), NoiseRange(-1, 0, 1)], 8)
+
+
+def test_cpu_slabs_give_the_bits_of_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wide model's noise runs in row slabs on a CPU (cache-sized kernels): the same bits as one pass, for ranges
+    of several keys cut across slab boundaries and a width that is not a multiple of 4."""
+    import caloflow_server.noise as noise
+
+    ranges = [NoiseRange(3, 0, 2), NoiseRange(2**40 + 9, 2**33, 5), NoiseRange(11, 7, 3)]
+    dim = 30_001  # 7 501 Philox blocks per row
+    monkeypatch.setattr(noise, "CPU_SLAB_ELEMENTS", 3 * 7_501)  # slabs of 3 rows: 4 slabs, the last of one row
+    slabbed = shower_noise_ranges(ranges, dim)
+    monkeypatch.setattr(noise, "CPU_SLAB_ELEMENTS", 2**40)
+    one_pass = shower_noise_ranges(ranges, dim)
+    assert slabbed.shape == (10, dim) and slabbed.is_contiguous()
+    assert torch.equal(slabbed, one_pass)
+    assert not torch.equal(slabbed[3], slabbed[4])
