@@ -252,7 +252,7 @@ def test_fast_form_matches_the_float64_sampler(chain: str) -> None:
     chain_fast = fast_icaloflow_sampler(eager)
     with torch.no_grad():
         fast = chain_fast(energies, noise).numpy()
-        chain_fast.rows_per_pass = 10  # 64 rows in 7 passes, the last of 4
+        chain_fast.chunk = 10  # 64 rows in 7 calls, the last of 4
         in_passes = chain_fast(energies, noise).numpy()
     assert exact.any() and compare(fast, exact, eager.threshold_mev)["violations"] == 0
     assert compare(in_passes, exact, eager.threshold_mev)["violations"] == 0

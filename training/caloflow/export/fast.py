@@ -23,6 +23,7 @@ criterion of :mod:`caloflow.export.parity` holds; ``tests/test_bench_generate.py
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import cast
 
 from torch import Tensor, nn
@@ -33,7 +34,7 @@ from caloflow.flows.autoregressive import AutoregressiveRQS
 from caloflow.flows.blocked import BlockedIAF, FastMAFInverse
 from caloflow.sampler import CaloFlowSampler
 
-__all__ = ["DEFAULT_CHUNK", "DEFAULT_GROUPS", "FastSampler", "fast_flow", "fast_sampler"]
+__all__ = ["DEFAULT_CHUNK", "DEFAULT_GROUPS", "FastSampler", "fast_flow", "fast_sampler", "in_chunks"]
 
 DEFAULT_GROUPS = 4
 DEFAULT_CHUNK = 256
@@ -110,14 +111,22 @@ class FastSampler(nn.Module):
         )
 
     def forward(self, incident_energy_mev: Tensor, noise: Tensor) -> Tensor:
-        batch = incident_energy_mev.shape[0]
-        if self.chunk is None or batch <= self.chunk:
-            return self.generate(incident_energy_mev, noise)
-        out = noise.new_empty(batch, self.n_voxels)
-        for start in range(0, batch, self.chunk):
-            stop = min(start + self.chunk, batch)
-            out[start:stop] = self.generate(incident_energy_mev[start:stop], noise[start:stop])
-        return out
+        return in_chunks(self.generate, incident_energy_mev, noise, self.chunk, self.n_voxels)
+
+
+def in_chunks(
+    generate: Callable[[Tensor, Tensor], Tensor], incident: Tensor, noise: Tensor, chunk: int | None, width: int
+) -> Tensor:
+    """``generate(incident, noise)`` on at most ``chunk`` rows at a time, written into one (B, ``width``) output
+    (``chunk=None``: one call). Every family's fast form batches this way (see the module docstring)."""
+    batch = incident.shape[0]
+    if chunk is None or batch <= chunk:
+        return generate(incident, noise)
+    out = noise.new_empty(batch, width)
+    for start in range(0, batch, chunk):
+        stop = min(start + chunk, batch)
+        out[start:stop] = generate(incident[start:stop], noise[start:stop])
+    return out
 
 
 def fast_sampler(

@@ -8,16 +8,13 @@
   multiplied once for all L - 1 steps before the loop, one batched GEMM per block; inside the loop only the
   previous-layer columns (layer size x H) are;
 * no log-determinants, float32;
-* on a CPU, a batch above :data:`ROWS_PER_PASS` rows runs in passes of that many rows: each block's spline
-  parameters are (rows, 3K - 1, layer size) floats, 83 MB for 1 000 DS3 rows, streamed from memory by every
-  elementwise step of the spline; 256 rows keep them at 21 MB. Measured on the untrained paper DS3 student
-  chain, one thread, 1 000 showers: 138 / 189 ms per shower in one pass, 111 / 111 in passes of 250, 111 / 123
-  in passes of 100 (two rounds, the other core busy). Not on a GPU, which wants the whole batch, nor inside an
-  export or a trace, which records one pass.
-
-Outputs equal :class:`~caloflow.families.icaloflow.sampler.ICaloFlowSampler`'s up to float rounding (checked
-with the parity criterion in ``tests/test_icaloflow.py``). A MAF flow-2/3 (the teacher chain) is sampled with
-one feature per pass too, its context built per step.
+* on a CPU, a batch above ``chunk`` rows (:data:`~caloflow.export.fast.DEFAULT_CHUNK`, 256, as DS1's fast
+  form) runs ``chunk`` rows at a time (:func:`~caloflow.export.fast.in_chunks`): each block's spline parameters
+  are (rows, 3K - 1, layer size) floats, 83 MB for 1 000 DS3 rows, streamed from memory by every elementwise step
+  of the spline; 256 rows keep them at 21 MB. Measured on the untrained paper DS3 student chain, one thread,
+  1 000 showers: 138 / 189 ms per shower in one call, 111 / 111 in chunks of 250, 111 / 123 in chunks of 100
+  (two rounds, the other core busy). Not on a GPU, which wants the whole batch, nor inside an export or a
+  trace, which records one call.
 """
 
 from __future__ import annotations
@@ -25,20 +22,16 @@ from __future__ import annotations
 import copy
 from typing import cast
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from caloflow.export.fast import DEFAULT_GROUPS, fast_flow
+from caloflow.export.fast import DEFAULT_CHUNK, DEFAULT_GROUPS, fast_flow, in_chunks
 from caloflow.families.icaloflow.context import STATIC_COLUMNS
 from caloflow.families.icaloflow.sampler import GenerationChain, ICaloFlowSampler
 from caloflow.flows import Flow
-from caloflow.flows.blocked import BlockedIAF
+from caloflow.flows.blocked import BlockedIAF, is_recording
 
-__all__ = ["ROWS_PER_PASS", "FastICaloFlowSampler", "fast_icaloflow_sampler"]
-
-ROWS_PER_PASS = 256
-"""Most rows one pass of the chain takes on a CPU (see the module docstring)."""
+__all__ = ["FastICaloFlowSampler", "fast_icaloflow_sampler"]
 
 
 class _Flow3Student(nn.Module):
@@ -86,23 +79,24 @@ class _Flow3Student(nn.Module):
 class FastICaloFlowSampler(GenerationChain):
     """The fast form of an :class:`ICaloFlowSampler` (see the module docstring)."""
 
-    def __init__(self, sampler: ICaloFlowSampler, groups: int = DEFAULT_GROUPS) -> None:
+    def __init__(
+        self, sampler: ICaloFlowSampler, groups: int = DEFAULT_GROUPS, chunk: int | None = DEFAULT_CHUNK
+    ) -> None:
         super().__init__(sampler.cond, sampler.threshold_mev, sampler.renormalise)
         self.flow1 = fast_flow(sampler.flow1, groups)
         self.flow2 = fast_flow(sampler.flow2, groups)
         student = sampler.flow3.block(0).inverse_autoregressive
         self.flow3 = _Flow3Student(sampler.flow3, groups, sampler.layer_size) if student else None
         self.flow3_teacher = None if student else fast_flow(sampler.flow3, groups)
-        self.rows_per_pass = ROWS_PER_PASS
+        self.chunk = chunk
         self.requires_grad_(False)
 
     def forward(self, incident_energy_mev: Tensor, noise: Tensor) -> Tensor:
-        rows = self.rows_per_pass
-        if _recording() or noise.device.type != "cpu" or noise.shape[0] <= rows:
-            return super().forward(incident_energy_mev, noise)
-        starts = range(0, noise.shape[0], rows)
-        one_pass = GenerationChain.forward
-        return torch.cat([one_pass(self, incident_energy_mev[i : i + rows], noise[i : i + rows]) for i in starts])
+        chunk = None if is_recording() or noise.device.type != "cpu" else self.chunk
+        return in_chunks(self._generate, incident_energy_mev, noise, chunk, self.n_voxels)
+
+    def _generate(self, incident_energy_mev: Tensor, noise: Tensor) -> Tensor:
+        return GenerationChain.forward(self, incident_energy_mev, noise)
 
     def sample_flow1(self, z: Tensor, c: Tensor) -> Tensor:
         out: Tensor = self.flow1(z, c)
@@ -126,13 +120,8 @@ class FastICaloFlowSampler(GenerationChain):
         return result
 
 
-def _recording() -> bool:
-    """Inside a TorchScript trace, an ONNX export or torch.compile / torch.export: one pass, no data-dependent
-    branch."""
-    tracing = torch._C._get_tracing_state() is not None
-    return tracing or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
-
-
-def fast_icaloflow_sampler(sampler: ICaloFlowSampler, groups: int = DEFAULT_GROUPS) -> FastICaloFlowSampler:
+def fast_icaloflow_sampler(
+    sampler: ICaloFlowSampler, groups: int = DEFAULT_GROUPS, chunk: int | None = DEFAULT_CHUNK
+) -> FastICaloFlowSampler:
     """The fast form of ``sampler`` (from an eval-mode copy; ``sampler`` is not changed)."""
-    return FastICaloFlowSampler(copy.deepcopy(sampler).eval(), groups).eval()
+    return FastICaloFlowSampler(copy.deepcopy(sampler).eval(), groups, chunk).eval()
