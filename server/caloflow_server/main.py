@@ -40,7 +40,7 @@ from caloflow_server.metrics import ServerMetrics, cuda_memory_by_device, nvml_g
 from caloflow_server.service import GenerationService
 from caloflow_server.settings import Settings
 
-__all__ = ["Server", "build_server", "main", "parse_model_specs", "serve", "settings_from_args"]
+__all__ = ["Server", "build_server", "configure_malloc", "main", "parse_model_specs", "serve", "settings_from_args"]
 
 logger = logging.getLogger(__name__)
 

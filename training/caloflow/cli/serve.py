@@ -80,11 +80,12 @@ def _handle(args: argparse.Namespace) -> int:
 
     from pydantic import ValidationError
 
-    from caloflow_server.main import serve
+    from caloflow_server.main import configure_malloc, serve
     from caloflow_server.settings import Settings
 
     try:
         settings = Settings(**settings_values(args))
     except ValidationError as exc:
         raise CLIError(f"invalid server settings: {exc}") from exc
+    configure_malloc(settings.malloc_mmap_threshold_bytes)  # as python -m caloflow_server.main does
     return asyncio.run(serve(settings))
