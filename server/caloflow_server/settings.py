@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from caloflow_server.malloc import MAX_MMAP_THRESHOLD
+
 __all__ = ["Settings"]
 
 _MiB = 1024 * 1024
@@ -105,7 +107,7 @@ class Settings(BaseSettings):
     malloc_mmap_threshold_bytes: int = Field(
         _MiB,
         ge=0,
-        le=32 * _MiB,
+        le=MAX_MMAP_THRESHOLD,
         description="glibc: allocations above this size get their own mapping, returned when freed (a fixed "
         "threshold: glibc's dynamic one keeps freed batch buffers in its heaps); 0: leave glibc's default",
     )
