@@ -132,7 +132,9 @@ class BlockedIAF(nn.Module):
                 self.prefix, self.w_out, self.b_out, self.bounds[:-1], self.bounds[1:], strict=True
             )
         ]
-        params = torch.cat(pieces, dim=2) if len(pieces) > 1 else pieces[0]
+        return self._spline_inverse(z, torch.cat(pieces, dim=2) if len(pieces) > 1 else pieces[0])
+
+    def _spline_inverse(self, z: Tensor, params: Tensor) -> Tensor:
         s = self.spline
         return rqs_inverse_param_major(z, params, s.tail_bound, s.min_bin_width, s.min_bin_height, s.min_derivative)
 
@@ -151,8 +153,7 @@ class BlockedIAF(nn.Module):
             torch.addmm(b, h[:, :prefix], w.t(), out=buffer[g])
         params = buffer.view(groups * rows, self.params_per_feature, width)
         z_slabs = z.reshape(rows, groups, width).transpose(0, 1).reshape(groups * rows, width)
-        s = self.spline
-        x = rqs_inverse_param_major(z_slabs, params, s.tail_bound, s.min_bin_width, s.min_bin_height, s.min_derivative)
+        x = self._spline_inverse(z_slabs, params)
         return x.reshape(groups, rows, width).transpose(0, 1).reshape(rows, groups * width)
 
 
